@@ -1,0 +1,30 @@
+"""Test setup: eight host CPU devices, set before JAX initialises.
+
+The distributed contracts (global negatives, synchronised BN, the 8-vs-1
+device train step) need several devices; on a CPU-only machine XLA can split
+the host into N logical devices. This must run before `import jax` anywhere.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+  os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+# TensorFlow (tf.data, tf.image references) must not grab a GPU or spam logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_CIFAR10 = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir() -> pathlib.Path:
+  """The real CIFAR-10 image folder from ../shared, or skip with the reason."""
+  if not (SHARED_CIFAR10 / "train").is_dir():
+    pytest.skip(f"real CIFAR-10 not found at {SHARED_CIFAR10} (../shared/data/cifar10 beside the repo)")
+  return SHARED_CIFAR10
