@@ -1,0 +1,358 @@
+"""Input data: TFDS datasets and local image folders, read deterministically.
+
+Two kinds of dataset, one batching rule:
+
+* `ArrayDataset`: every image has the same size and the split fits in host
+  memory (CIFAR-10/100 at 32 px, STL-10 at 96 px). Images stay uint8 on the host
+  and reach the devices as uint8; cropping and all other augmentation run on
+  device inside the jitted train step (`contrastive_jax.augment`).
+* `EncodedDataset`: images of their own sizes (ImageNet-like). Encoded bytes are
+  read and decoded in tf.data on the host, where the random resized crop
+  happens (`augment.tf_two_crops`), because a batch of differently sized images
+  cannot go to the device. The rest of the augmentation runs on device.
+
+Order is a pure function of `(seed, step)`: epoch `e` is the permutation
+`np.random.default_rng([seed, e])` of the examples and step `s` takes its
+`s mod steps_per_epoch`-th slice (last partial batch dropped). The iterator's
+position is therefore just the step, which the checkpoint stores, and a resumed
+run sees exactly the data an uninterrupted one would. Each process reads only
+its own rows of every global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+
+# Datasets whose pretraining split is not "train".
+PRETRAIN_SPLITS = {"stl10": "unlabelled"}
+
+
+class DatasetUnavailableError(RuntimeError):
+  """The dataset can be neither downloaded nor found locally."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """A split held in host memory.
+
+  Attributes:
+    images: uint8 [N, H, W, 3].
+    labels: int32 [N]; -1 where the split has no labels (STL-10 unlabelled).
+    num_classes: number of label classes (0 if unknown).
+    name: where it came from, for messages.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+  name: str
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def take(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return {"image": self.images[indices], "label": self.labels[indices]}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedDataset:
+  """Encoded images of their own sizes, decoded and cropped on the host.
+
+  Attributes:
+    paths: [N] image file paths.
+    labels: int32 [N].
+    num_classes: number of label classes.
+    name: where it came from, for messages.
+  """
+  paths: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+  name: str
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+Dataset = ArrayDataset | EncodedDataset
+
+
+def _tf():
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # tf.data only: TensorFlow must not take the accelerators from JAX.
+  tf.config.set_visible_devices([], "GPU")
+  tf.config.set_visible_devices([], "TPU") if tf.config.list_physical_devices("TPU") else None
+  return tf
+
+
+def _folder_examples(root: str, split: str) -> tuple[list[str], list[int], list[str]]:
+  """File paths and labels of one split of a `split/<class>/<image>` folder, via tfds.ImageFolder."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(root):
+    raise DatasetUnavailableError(
+        f"image folder {root!r} does not exist. Point --config.data.image_folder at a folder laid out "
+        "as <split>/<class>/<image>.")
+  builder = tfds.ImageFolder(root)
+  examples = builder._split_examples.get(split, [])  # pylint: disable=protected-access
+  if not examples:
+    found = sorted(builder.info.splits.keys())
+    raise DatasetUnavailableError(
+        f"image folder {root!r} has no images for split {split!r} (expected {root}/{split}/<class>/<image>; "
+        f"splits found: {found or 'none'}).")
+  names = list(builder.info.features["label"].names)
+  examples = sorted(examples, key=lambda e: e.image_path)  # an order that every host agrees on
+  return [e.image_path for e in examples], [names.index(e.label) for e in examples], names
+
+
+def _decode_files(paths: list[str]) -> np.ndarray:
+  """Decode image files to one uint8 [N, H, W, 3] array; names the file that fails."""
+  tf = _tf()
+  ds = tf.data.Dataset.from_tensor_slices(paths).map(
+      lambda p: tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  images, shape = [], None
+  try:
+    for batch in ds.batch(1024).as_numpy_iterator():
+      images.append(batch)
+  except Exception:  # pylint: disable=broad-except
+    # tf.data says neither which file broke nor that sizes differ; find out one by one.
+    for p in paths:
+      try:
+        img = tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False).numpy()
+      except Exception as e:  # pylint: disable=broad-except
+        raise ValueError(f"cannot read image file {p!r}: {type(e).__name__}: {str(e)[:200]}") from None
+      if shape is None:
+        shape = img.shape
+      elif img.shape != shape:
+        raise ValueError(
+            f"images differ in size ({p!r} is {img.shape}, earlier ones {shape}); set "
+            "config.data.host_crop=True to crop variable-size images on the host.") from None
+    raise
+  return np.concatenate(images) if images else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _tf()
+  try:
+    ds, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=False, with_info=True,
+                         shuffle_files=False)
+  except Exception as e:  # pylint: disable=broad-except
+    raise DatasetUnavailableError(
+        f"TFDS dataset {name!r} (split {split!r}, data_dir {data_dir or tfds.core.constants.DATA_DIR!r}) "
+        f"could not be loaded or downloaded ({type(e).__name__}: {str(e)[:200]}). Without the network, point "
+        "--config.data.image_folder at a local copy laid out as <split>/<class>/<image>.") from None
+  images, labels = [], []
+  for ex in ds.batch(1024).as_numpy_iterator():
+    images.append(ex["image"])
+    labels.append(ex.get("label", np.full(len(ex["image"]), -1)))
+  label_feature = info.features.get("label") if hasattr(info.features, "get") else None
+  num_classes = getattr(label_feature, "num_classes", 0) or 0
+  return ArrayDataset(np.concatenate(images), np.concatenate(labels).astype(np.int32), num_classes,
+                      f"tfds:{name}/{split}")
+
+
+def load_dataset(dataset: str, split: str, *, image_folder: str | None = None, data_dir: str | None = None,
+                 host_crop: bool = False, num_examples: int = 0) -> Dataset:
+  """Load one split.
+
+  Args:
+    dataset: TFDS name (cifar10, cifar100, stl10, imagenet2012, ...).
+    split: split name (TFDS split syntax for TFDS names, a folder name for image folders).
+    image_folder: a local `split/<class>/<image>` folder read with `tfds.ImageFolder`;
+      overrides the TFDS name when set.
+    data_dir: TFDS data directory.
+    host_crop: return an `EncodedDataset` (variable-size images, cropped on the host).
+    num_examples: keep only the first N examples of the split (0: all); the order
+      is fixed (sorted by file name for folders), so this is a reproducible subset.
+
+  Raises:
+    DatasetUnavailableError: neither TFDS nor the folder can provide the split.
+    ValueError: an unreadable image (the message names the file).
+  """
+  if image_folder:
+    paths, labels, names = _folder_examples(image_folder, split)
+    if num_examples:
+      paths, labels = _stratified_prefix(paths, labels, num_examples)
+    name = f"folder:{image_folder}/{split}"
+    if host_crop:
+      return EncodedDataset(np.asarray(paths), np.asarray(labels, np.int32), len(names), name)
+    return ArrayDataset(_decode_files(paths), np.asarray(labels, np.int32), len(names), name)
+  if host_crop:
+    raise NotImplementedError(
+        "host_crop with a TFDS name is not supported yet; export the dataset as an image folder and set "
+        "--config.data.image_folder.")
+  ds = _load_tfds(dataset, split, data_dir)
+  if num_examples:
+    keep = np.sort(np.asarray(_stratified_prefix(list(range(len(ds))), list(ds.labels), num_examples)[0]))
+    ds = ArrayDataset(ds.images[keep], ds.labels[keep], ds.num_classes, ds.name)
+  return ds
+
+
+def _stratified_prefix(items: list, labels: list[int], n: int) -> tuple[list, list[int]]:
+  """The first `n` items taken round-robin over classes, so a small subset stays class-balanced."""
+  if n >= len(items):
+    return items, labels
+  by_class: dict[int, list[int]] = {}
+  for i, y in enumerate(labels):
+    by_class.setdefault(y, []).append(i)
+  order = []
+  queues = [by_class[c] for c in sorted(by_class)]
+  for rank in range(max(len(q) for q in queues)):
+    order.extend(q[rank] for q in queues if rank < len(q))
+  keep = sorted(order[:n])
+  return [items[i] for i in keep], [labels[i] for i in keep]
+
+
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+  steps = num_examples // global_batch_size
+  if steps == 0:
+    raise ValueError(f"the dataset has {num_examples} examples, fewer than one batch of {global_batch_size}; "
+                     "lower config.batch_size.")
+  return steps
+
+
+def global_batch_indices(step: int, num_examples: int, global_batch_size: int, seed: int) -> np.ndarray:
+  """Example indices of global batch `step`: int64 [global_batch_size]."""
+  spe = steps_per_epoch(num_examples, global_batch_size)
+  epoch, offset = divmod(step, spe)
+  perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  return perm[offset * global_batch_size:(offset + 1) * global_batch_size]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessSlice:
+  """Which rows of each global batch this process reads: [start, start + size)."""
+  start: int
+  size: int
+
+
+def process_slice(global_batch_size: int, mesh=None) -> ProcessSlice:
+  """This process's rows of the global batch, in the order the data mesh lays them out.
+
+  The mesh's devices are assumed grouped by process (as `jax.devices()` is).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  devices = list(mesh.devices.flat) if mesh is not None else jax.devices()
+  per_device = global_batch_size // len(devices)
+  mine = [i for i, d in enumerate(devices) if d.process_index == jax.process_index()]
+  if mine != list(range(mine[0], mine[0] + len(mine))):
+    raise ValueError("this process's devices are not contiguous in the data mesh; order the mesh by process.")
+  return ProcessSlice(mine[0] * per_device, len(mine) * per_device)
+
+
+class TrainIterator:
+  """Batches of global steps `start_step, start_step + 1, ...` for this process.
+
+  Each batch is a dict of numpy arrays with leading dimension = this process's
+  share of the global batch:
+    image: uint8 [b, H, W, 3] (ArrayDataset) or [b, 2, S, S, 3] (two host crops);
+    label: int32 [b];
+    index: int32 [b], the row of each image in the *global* batch, from which the
+      train step derives per-image augmentation keys that do not depend on the
+      device count.
+  A background thread keeps `prefetch` batches ready.
+  """
+
+  def __init__(self, dataset: Dataset, *, global_batch_size: int, seed: int, start_step: int = 0,
+               rows: ProcessSlice | None = None, prefetch: int = 2, crop_size: int = 224):
+    self.dataset = dataset
+    self.global_batch_size = global_batch_size
+    self.seed = seed
+    self.rows = rows or ProcessSlice(0, global_batch_size)
+    self.crop_size = crop_size
+    steps_per_epoch(len(dataset), global_batch_size)  # fail early on a dataset smaller than a batch
+    self._next_step = start_step
+    self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._fill, args=(start_step,), daemon=True)
+    self._thread.start()
+
+  @property
+  def position(self) -> dict[str, int]:
+    """What a checkpoint needs to resume the data order: the next global step."""
+    return {"next_step": self._next_step, "seed": self.seed, "num_examples": len(self.dataset),
+            "global_batch_size": self.global_batch_size}
+
+  def _indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = global_batch_indices(step, len(self.dataset), self.global_batch_size, self.seed)
+    rows = np.arange(self.rows.start, self.rows.start + self.rows.size)
+    return idx[rows], rows.astype(np.int32)
+
+  def _fill(self, step: int) -> None:
+    try:
+      batches = self._array_batches(step) if isinstance(self.dataset, ArrayDataset) else self._encoded_batches(step)
+      for batch in batches:
+        while not self._stop.is_set():
+          try:
+            self._queue.put(batch, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if self._stop.is_set():
+          return
+    except Exception as e:  # pylint: disable=broad-except
+      self._queue.put(e)
+
+  def _array_batches(self, step: int) -> Iterator[dict[str, np.ndarray]]:
+    while True:
+      idx, rows = self._indices(step)
+      batch = self.dataset.take(idx)
+      batch["index"] = rows
+      yield batch
+      step += 1
+
+  def _encoded_batches(self, step: int) -> Iterator[dict[str, np.ndarray]]:
+    from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
+    tf = _tf()
+    ds: EncodedDataset = self.dataset  # type: ignore[assignment]
+
+    def gen():
+      s = step
+      while True:
+        idx, rows = self._indices(s)
+        for i, r in zip(idx, rows):
+          # Per-image crop seed from (seed, step, global row), like the device-side keys.
+          yield ds.paths[i], ds.labels[i], r, np.asarray([self.seed, s * self.global_batch_size + r], np.int64)
+        s += 1
+
+    sig = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32),
+           tf.TensorSpec((2,), tf.int64))
+
+    def load(path, label, row, seed):
+      crops = augment.tf_two_crops(tf.io.read_file(path), seed, size=self.crop_size)
+      return {"image": crops, "label": label, "index": row}
+
+    pipe = (tf.data.Dataset.from_generator(gen, output_signature=sig)
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(self.rows.size, drop_remainder=True).prefetch(2))
+    yield from pipe.as_numpy_iterator()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    item = self._queue.get()
+    if isinstance(item, Exception):
+      raise item
+    self._next_step += 1
+    return item
+
+  def close(self) -> None:
+    self._stop.set()
+
+
+def eval_batches(dataset: ArrayDataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """Every example once, in order, padded to full batches; `mask` marks real rows."""
+  n = len(dataset)
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    pad = batch_size - len(idx)
+    batch = dataset.take(np.concatenate([idx, np.zeros(pad, idx.dtype)]))
+    batch["mask"] = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
+    yield batch

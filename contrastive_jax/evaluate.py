@@ -1,0 +1,394 @@
+"""Evaluation of learned features: linear evaluation, kNN, semi-supervised fine-tuning.
+
+    python -m contrastive_jax.evaluate --config <training config> --workdir DIR
+
+restores the latest checkpoint in `DIR/checkpoints` and writes `DIR/eval.json`.
+
+Protocols (see ../shared/REFERENCE.md):
+* Linear evaluation (SimCLR): frozen encoder features h (BN in inference mode),
+  a zero-initialised linear classifier trained with SGD + Nesterov momentum 0.9,
+  cosine-decayed learning rate `base × B / 256`; training images get crop + flip
+  only (`config.eval.linear_augment`; without it the classifier is trained on
+  the features of the un-augmented images, much cheaper on a CPU). Top-1 and
+  top-5 on the test split.
+* kNN (Wu et al. 2018; the monitor of solo-learn and lightly): cosine similarity,
+  the k = 200 nearest training features vote with weight exp(sim / T), T = 0.1.
+* Semi-supervised fine-tuning (SimCLR v2): a class-balanced fraction of the
+  labels; the encoder and the first projection-head layer are fine-tuned with
+  a new linear classifier on top.
+Baselines run through the same code: a randomly initialised encoder and raw
+pixels, so that "pretraining helps" is a measured difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from contrastive_jax import augment as augment_lib
+from contrastive_jax import data as data_lib
+from contrastive_jax import optim
+from contrastive_jax import parallel
+from contrastive_jax.checkpoint import Checkpointer
+
+FeatureFn = Callable[[jax.Array], jax.Array]  # float images [b, H, W, 3] in [0, 1] -> features [b, F]
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def extract_features(feature_fn: FeatureFn, dataset: data_lib.ArrayDataset, *, batch_size: int,
+                     mesh: jax.sharding.Mesh | None = None, preprocess: Callable | None = None,
+                     key: jax.Array | None = None) -> np.ndarray:
+  """Features of every image of `dataset`, computed on all devices of `mesh`.
+
+  Args:
+    feature_fn: per-device function of float images [b, H, W, 3] -> [b, F].
+    dataset: images uint8 [N, H, W, 3].
+    batch_size: global batch; rounded up to a multiple of the device count.
+    preprocess: optional `(key [b], images) -> images` applied on device (e.g. crop + flip);
+      `key` is then required and each image's key is `fold_in(key, example index)`.
+  Returns:
+    float32 [N, F] numpy array, in dataset order.
+  """
+  mesh = mesh or parallel.make_data_mesh()
+  n_dev = mesh.size
+  batch_size = -(-batch_size // n_dev) * n_dev
+
+  def local(images, index, key):
+    x = images.astype(jnp.float32) / 255.0
+    if preprocess is not None:
+      keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+      x = preprocess(keys, x)
+    return feature_fn(x).astype(jnp.float32)
+
+  fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P()),
+                             out_specs=P(parallel.DATA_AXIS)))
+  key = jax.random.key(0) if key is None else key
+  out = []
+  for batch in data_lib.eval_batches(dataset, batch_size):
+    n_real = int(batch["mask"].sum())
+    start = sum(len(o) for o in out)
+    index = np.arange(start, start + batch_size, dtype=np.int32)
+    feats = fn(jnp.asarray(batch["image"]), jnp.asarray(index), key)
+    out.append(np.asarray(feats)[:n_real])
+  return np.concatenate(out)
+
+
+def pixel_features(images: jax.Array) -> jax.Array:
+  """The raw-pixel baseline: flattened [0, 1] pixels, [b, H × W × 3]."""
+  return images.reshape(images.shape[0], -1)
+
+
+# ----------------------------------------------------------------------------- kNN
+
+
+def knn_predict(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, *,
+                num_classes: int, k: int = 200, temperature: float = 0.1, batch_size: int = 1024) -> np.ndarray:
+  """Weighted kNN class scores (Wu et al. 2018): float32 [N_test, num_classes].
+
+  Cosine similarity to every training feature; the k most similar vote for their
+  class with weight exp(sim / temperature).
+  """
+  if k <= 0 or temperature <= 0:
+    raise ValueError(f"knn needs k > 0 and temperature > 0, got k={k}, temperature={temperature}.")
+  k = min(k, len(train_features))
+  train = jnp.asarray(train_features, jnp.float32)
+  train = train / jnp.maximum(jnp.linalg.norm(train, axis=1, keepdims=True), 1e-12)
+  labels = jnp.asarray(train_labels, jnp.int32)
+
+  @jax.jit
+  def scores(q):
+    q = q / jnp.maximum(jnp.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    sim, idx = jax.lax.top_k(q @ train.T, k)
+    w = jnp.exp(sim / temperature)
+    onehot = jax.nn.one_hot(labels[idx], num_classes, dtype=jnp.float32)
+    return jnp.einsum("qk,qkc->qc", w, onehot)
+
+  out = []
+  for s in range(0, len(test_features), batch_size):
+    q = np.asarray(test_features[s:s + batch_size], np.float32)
+    pad = batch_size - len(q)
+    out.append(np.asarray(scores(jnp.asarray(np.pad(q, ((0, pad), (0, 0))))))[:len(q)])
+  return np.concatenate(out) if out else np.zeros((0, num_classes), np.float32)
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+  """Fraction of rows whose label is among the k highest scores."""
+  top = np.argsort(-scores, axis=1)[:, :k]
+  return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=1)))
+
+
+# ----------------------------------------------------------------------------- linear evaluation
+
+
+def train_linear_classifier(train_features: np.ndarray, train_labels: np.ndarray, *, num_classes: int,
+                            epochs: int, batch_size: int = 512, learning_rate: float = 0.1,
+                            weight_decay: float = 0.0, seed: int = 0,
+                            feature_fn: Callable[[int], np.ndarray] | None = None) -> dict[str, jax.Array]:
+  """SimCLR linear evaluation head: zero-initialised, SGD + Nesterov, cosine schedule.
+
+  Args:
+    train_features: float [N, F] (used every epoch unless `feature_fn` is given).
+    learning_rate: base rate, scaled linearly by `batch_size / 256` as SimCLR.
+    feature_fn: optional `epoch -> [N, F]` giving fresh features of augmented images
+      each epoch (crop + flip protocol).
+  Returns:
+    params {"kernel": [F, C], "bias": [C]}.
+  """
+  n, f = train_features.shape
+  batch_size = min(batch_size, n)
+  steps_per_epoch = max(n // batch_size, 1)
+  lr = optim.scale_learning_rate(learning_rate, batch_size, "linear")
+  schedule = optax.cosine_decay_schedule(lr, epochs * steps_per_epoch)
+  tx = optim.sgd_nesterov(schedule, momentum=0.9, weight_decay=weight_decay)
+  params = {"kernel": jnp.zeros((f, num_classes)), "bias": jnp.zeros((num_classes,))}
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, x, y):
+    def loss_fn(p):
+      logits = x @ p["kernel"] + p["bias"]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  rng = np.random.default_rng(seed)
+  labels = np.asarray(train_labels, np.int32)
+  for epoch in range(epochs):
+    feats = train_features if feature_fn is None else feature_fn(epoch)
+    perm = rng.permutation(n)
+    for s in range(steps_per_epoch):
+      idx = perm[s * batch_size:(s + 1) * batch_size]
+      params, opt_state = step(params, opt_state, jnp.asarray(feats[idx]), jnp.asarray(labels[idx]))
+  return params
+
+
+def linear_scores(params: dict[str, jax.Array], features: np.ndarray) -> np.ndarray:
+  return np.asarray(jnp.asarray(features) @ params["kernel"] + params["bias"])
+
+
+# ----------------------------------------------------------------------------- semi-supervised
+
+
+def label_fraction_indices(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+  """Indices of a class-balanced `fraction` of the examples (sorted).
+
+  Each class contributes round(fraction × class size) examples (at least 1),
+  drawn without replacement with `seed`, as SimCLR's 1% / 10% subsets.
+  """
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f"the label fraction must be in (0, 1], got {fraction}.")
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    take = max(1, int(round(fraction * len(members))))
+    chosen.append(rng.choice(members, size=take, replace=False))
+  return np.sort(np.concatenate(chosen))
+
+
+class FineTuneModel(nn.Module):
+  """A pretrained SimCLRModel's encoder (+ first head layer) with a new linear classifier.
+
+  Submodule names match `SimCLRModel` (`encoder`, `head`), so pretrained params
+  drop in. With `from_head_layer` the classifier reads the output of the first
+  projection-head layer, as SimCLR v2 fine-tunes; otherwise h.
+  """
+  backbone: Any  # a SimCLRModel (its config; num_probe_classes is ignored)
+  num_classes: int
+  from_head_layer: bool = True
+
+  def setup(self):
+    b = self.backbone
+    self.encoder = b.encoder_module()
+    self.head = b.head_module()
+    self.classifier = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)
+
+  def __call__(self, images, train: bool = False):
+    h = self.encoder(images, train=train)
+    if self.from_head_layer and self.backbone.head_layers >= 2:
+      _, hiddens = self.head(h, train=train, return_hidden=True)
+      h = hiddens[0]
+    return self.classifier(h)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_classes: int,
+                         image_size: int, seed: int = 0):
+  """The pretrained model (restored from `workdir`) or, with `workdir=None`, a random-init one."""
+  from contrastive_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  model = train_lib.create_model(config, num_classes, axis_name=None)
+  variables = model.init(jax.random.key(seed), jnp.zeros((2, image_size, image_size, 3)), train=False)
+  step = 0
+  if workdir is not None:
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(
+          f"no checkpoint found in {os.path.join(workdir, 'checkpoints')}. Pretrain first with "
+          f"python -m contrastive_jax.train --config ... --workdir {workdir}")
+    num_examples = 1
+    tx, _ = train_lib.create_optimizer(config, max(num_examples, config.batch_size))
+    abstract = train_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                                    batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
+    state, _ = ckpt.restore(abstract)
+    step = int(state.step)
+    ckpt.close()
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return model, variables, step
+
+
+def encoder_feature_fn(model, variables) -> FeatureFn:
+  def fn(images):
+    return model.apply(variables, images, train=False)[0]
+  return fn
+
+
+def evaluate_features(name: str, feature_fn: FeatureFn, train: data_lib.ArrayDataset, test: data_lib.ArrayDataset,
+                      config: ml_collections.ConfigDict, mesh, *, augment: bool) -> dict[str, float]:
+  """Linear and kNN accuracy of one feature extractor."""
+  ev = config.eval
+  t0 = time.time()
+  train_f = extract_features(feature_fn, train, batch_size=ev.feature_batch_size, mesh=mesh)
+  test_f = extract_features(feature_fn, test, batch_size=ev.feature_batch_size, mesh=mesh)
+  num_classes = max(train.num_classes, int(train.labels.max()) + 1)
+  knn = knn_predict(train_f, train.labels, test_f, num_classes=num_classes, k=ev.knn_k,
+                    temperature=ev.knn_temperature)
+  feature_fn_epoch = None
+  if augment:
+    size = train.images.shape[1]
+    crop = lambda keys, x: augment_lib.random_crop_and_flip(keys, x, size)
+    feature_fn_epoch = lambda epoch: extract_features(feature_fn, train, batch_size=ev.feature_batch_size,
+                                                      mesh=mesh, preprocess=crop,
+                                                      key=jax.random.fold_in(jax.random.key(config.seed), epoch))
+  params = train_linear_classifier(train_f, train.labels, num_classes=num_classes, epochs=ev.linear_epochs,
+                                   batch_size=ev.linear_batch_size, learning_rate=ev.linear_learning_rate,
+                                   weight_decay=ev.linear_weight_decay, seed=config.seed,
+                                   feature_fn=feature_fn_epoch)
+  lin = linear_scores(params, test_f)
+  res = {f"{name}linear_top1": topk_accuracy(lin, test.labels, 1),
+         f"{name}linear_top5": topk_accuracy(lin, test.labels, min(5, num_classes)),
+         f"{name}knn_top1": topk_accuracy(knn, test.labels, 1),
+         f"{name}seconds": time.time() - t0}
+  return res
+
+
+def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Evaluate the checkpoint in `workdir` (and the baselines); write and return `eval.json`."""
+  ev = config.eval
+  mesh = parallel.make_data_mesh()
+  folder = config.data.image_folder or None
+  load = functools.partial(data_lib.load_dataset, config.data.dataset, image_folder=folder,
+                           data_dir=config.data.data_dir or None)
+  train = load("train", num_examples=ev.num_train_examples)
+  test = load(config.data.test_split, num_examples=ev.num_test_examples)
+  if train.labels.min() < 0:
+    raise ValueError("the evaluation train split has no labels; set config.data.train_split to a labelled split.")
+  size = config.augment.image_size
+  num_classes = max(train.num_classes, int(train.labels.max()) + 1)
+  model, variables, step = load_model(config, workdir, num_classes, size)
+  augment = bool(ev.get("linear_augment", True))
+  results: dict[str, Any] = {"checkpoint_step": step}
+  results.update(_strip(evaluate_features("", encoder_feature_fn(model, variables), train, test, config, mesh,
+                                          augment=augment), ""))
+  if ev.baselines:
+    rmodel, rvars, _ = load_model(config, None, num_classes, size, seed=config.seed + 1)
+    results.update(evaluate_features("random_", encoder_feature_fn(rmodel, rvars), train, test, config, mesh,
+                                     augment=augment))
+    results.update(evaluate_features("pixels_", pixel_features, train, test, config, mesh, augment=augment))
+  for fraction in ev.finetune_fractions:
+    results[f"finetune_{fraction:g}_top1"] = finetune(config, model, variables, train, test, fraction, mesh)
+  results["settings"] = {
+      "num_train_examples": len(train), "num_test_examples": len(test), "linear_epochs": ev.linear_epochs,
+      "linear_batch_size": ev.linear_batch_size, "linear_learning_rate": ev.linear_learning_rate,
+      "linear_weight_decay": ev.linear_weight_decay, "linear_augment": augment, "knn_k": ev.knn_k,
+      "knn_temperature": ev.knn_temperature, "dataset": config.data.image_folder or config.data.dataset,
+      "test_split": config.data.test_split}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def _strip(d: dict[str, float], prefix: str) -> dict[str, float]:
+  return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in d.items()}
+
+
+def finetune(config: ml_collections.ConfigDict, model, variables, train: data_lib.ArrayDataset,
+             test: data_lib.ArrayDataset, fraction: float, mesh) -> float:
+  """SimCLR v2 semi-supervised fine-tuning on a balanced `fraction` of the labels; test top-1."""
+  idx = label_fraction_indices(train.labels, fraction, seed=config.seed)
+  subset = data_lib.ArrayDataset(train.images[idx], train.labels[idx], train.num_classes, train.name)
+  num_classes = max(train.num_classes, int(train.labels.max()) + 1)
+  ft = FineTuneModel(backbone=model.clone(axis_name=None), num_classes=num_classes,
+                     from_head_layer=bool(config.eval.get("finetune_from_head_layer", model.head_layers >= 3)))
+  size = subset.images.shape[1]
+  init = ft.init(jax.random.key(config.seed), jnp.zeros((2, size, size, 3)), train=False)
+  params = {**init["params"], "encoder": variables["params"]["encoder"], "head": variables["params"]["head"]}
+  stats = {"encoder": variables["batch_stats"]["encoder"], "head": variables["batch_stats"]["head"]}
+  ev = config.eval
+  batch = min(ev.linear_batch_size, len(subset))
+  spe = max(len(subset) // batch, 1)
+  tx = optim.sgd_nesterov(optax.cosine_decay_schedule(optim.scale_learning_rate(ev.linear_learning_rate, batch,
+                                                                                  "linear"),
+                                                      ev.finetune_epochs * spe), momentum=0.9)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, stats, opt_state, images, labels, key):
+    keys = jax.random.split(key, images.shape[0])
+    x = augment_lib.random_crop_and_flip(keys, images.astype(jnp.float32) / 255.0, size)
+    def loss_fn(p):
+      logits, new = ft.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new["batch_stats"]
+    grads, new_stats = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_stats, opt_state
+
+  rng = np.random.default_rng(config.seed)
+  key = jax.random.key(config.seed)
+  for epoch in range(ev.finetune_epochs):
+    perm = rng.permutation(len(subset))
+    for s in range(spe):
+      b = perm[s * batch:(s + 1) * batch]
+      params, stats, opt_state = step(params, stats, opt_state, subset.images[b], subset.labels[b],
+                                      jax.random.fold_in(key, epoch * spe + s))
+  logits_fn = lambda x: ft.apply({"params": params, "batch_stats": stats}, x, train=False)
+  test_scores = extract_features(logits_fn, test, batch_size=ev.feature_batch_size, mesh=mesh)
+  return topk_accuracy(test_scores, test.labels, 1)
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags_ = flags.FLAGS
+  parallel.initialize_distributed(flags_.coordinator_address, flags_.num_processes, flags_.process_id)
+  try:
+    results = run_evaluation(flags_.config, flags_.workdir)
+  except (data_lib.DatasetUnavailableError, ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
+  if jax.process_index() == 0:
+    print(json.dumps(results, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+  from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

@@ -1,0 +1,89 @@
+"""Devices, meshes and multi-process start-up.
+
+Everything distributed in contrastive-jax runs under `jax.shard_map` over a
+one-dimensional mesh whose axis (`DATA_AXIS`, "data") spans every device of
+every process. The same axis name is used for the all-gather of embeddings
+(global negatives), for synchronised BatchNorm and for the gradient mean.
+
+Note on gradients under `shard_map`: parameters enter replicated (`P()`); with
+JAX's varying-manual-axes checking, `jax.grad` of a replicated parameter
+already sums the per-device contributions. The train step therefore
+differentiates the *global* loss `lax.pmean(local_loss, "data")` and uses the
+gradient as is; taking `pmean` of per-device gradients would be off by the
+number of devices.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh named `"data"` over `devices` (default: all devices of all processes).
+
+  The axis type is `Auto` so that `shard_map` bodies see plain local arrays
+  whatever the global sharding mode.
+  """
+  devices = jax.devices() if devices is None else list(devices)
+  if not devices:
+    raise ValueError("make_data_mesh needs at least one device, got an empty list.")
+  return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) dimension split over the data axis."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_divisible(global_batch_size: int, num_devices: int, what: str = "config.batch_size") -> None:
+  """Raise a ValueError that says what to set when the batch does not split evenly."""
+  if global_batch_size <= 0:
+    raise ValueError(f"{what} must be positive, got {global_batch_size}.")
+  if global_batch_size % num_devices:
+    lower = (global_batch_size // num_devices) * num_devices
+    upper = lower + num_devices
+    raise ValueError(
+        f"{what}={global_batch_size} is not divisible by the number of devices ({num_devices}). "
+        f"Set {what} to a multiple of {num_devices}, e.g. --{what}={upper}"
+        + (f" or --{what}={lower}" if lower > 0 else "") + ".")
+
+
+def host_local_to_global(batch, mesh: Mesh):
+  """Assemble each process's local batch (numpy, leading dim = local batch) into global arrays."""
+  sharding = data_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """Start `jax.distributed` when there are several processes.
+
+  With explicit flags they are used as given. Without them, JAX auto-detects
+  TPU pods and SLURM jobs (`SLURM_NTASKS` > 1); a plain single process does
+  nothing. The gloo collectives are selected for the CPU backend, which has
+  no cross-process collectives otherwise. Must run before any JAX computation.
+  """
+  explicit = coordinator_address is not None or (num_processes or 1) > 1
+  slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ or "MEGASCALE_COORDINATOR_ADDRESS" in os.environ
+  if not (explicit or slurm or tpu_pod):
+    return
+  # Only affects the CPU backend, so it is harmless on GPU/TPU hosts.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if explicit:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+  else:
+    jax.distributed.initialize()

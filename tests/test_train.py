@@ -1,0 +1,285 @@
+"""The training system: the distributed step contract, resume, preemption, NaN, multi-process, CLI errors."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from contrastive_jax import parallel
+from contrastive_jax import train as train_lib
+from contrastive_jax.checkpoint import Checkpointer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "experiments" / "cifar10_simclr.py")
+
+
+def _test_config(**overrides):
+  spec = importlib.util.spec_from_file_location("cifar10_simclr", CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("test")
+  for k, v in overrides.items():
+    node = config
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return config
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> pathlib.Path:
+  """A tiny synthetic `split/class/*.jpg` folder: 4 classes of coloured noise, 16 images each."""
+  root = tmp_path_factory.mktemp("folder")
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 16), ("test", 4)):
+    for c in range(4):
+      d = root / split / f"class{c}"
+      d.mkdir(parents=True)
+      for i in range(n):
+        base = np.zeros((32, 32, 3)) + 60 * c
+        img = np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(d / f"{i:03d}.jpg")
+  return root
+
+
+def _run_cli(module, args, env_extra=None, timeout=240, **popen):
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)
+  env.update({"JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"})
+  env.update(env_extra or {})
+  cmd = [sys.executable, "-m", module, *args]
+  if popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
+
+
+# ----------------------------------------------------------------------------- the step contract
+
+
+def test_train_step_8_devices_equals_1_device():
+  """One step on 8 devices with batch b each == the same step on 1 device with batch 8b."""
+  assert jax.device_count() >= 8
+  config = _test_config(**{"batch_size": 16})
+  model = train_lib.create_model(config, num_classes=4)
+  tx, schedule = train_lib.create_optimizer(config, num_examples=64)
+  aug = train_lib.augment_config(config)
+  state0 = train_lib.init_state(model, tx, jax.random.key(1), (32, 32, 3))
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+           "label": rng.integers(0, 4, (16,), dtype=np.int32), "index": np.arange(16, dtype=np.int32)}
+  key = jax.random.key(7)
+  step = train_lib.make_train_step(model, tx, schedule, aug, temperature=config.temperature)
+  results = []
+  for devices in (jax.devices()[:8], jax.devices()[:1]):
+    mesh = parallel.make_data_mesh(devices)
+    fn = train_lib.distribute(step, mesh, donate=False)
+    state = jax.device_put(state0, parallel.replicated_sharding(mesh))
+    results.append(fn(state, jax.device_put(batch, parallel.data_sharding(mesh)), key))
+  (s8, m8), (s1, m1) = results
+  np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
+  np.testing.assert_allclose(m8["probe_loss"], m1["probe_loss"], rtol=1e-5)
+  assert int(s8.step) == int(s1.step) == 1
+  for tree8, tree1 in ((s8.params, s1.params), (s8.batch_stats, s1.batch_stats)):
+    for a, b in zip(jax.tree.leaves(tree8), jax.tree.leaves(tree1)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+  # The step moved the parameters (the comparison above is not of two untouched copies).
+  moved = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state0.params))]
+  assert max(moved) > 0
+
+
+def test_augmentation_keys_do_not_depend_on_device_count():
+  """Views come from (key, step, global row): the same rows give the same views on any mesh."""
+  config = _test_config()
+  aug = train_lib.augment_config(config)
+  images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+  key = jax.random.fold_in(jax.random.key(3), 5)
+  keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(key, i)))(jnp.arange(8))
+  whole = train_lib._views({"image": images}, keys, aug)  # pylint: disable=protected-access
+  half = train_lib._views({"image": images[4:]}, keys[4:], aug)  # pylint: disable=protected-access
+  np.testing.assert_allclose(np.asarray(whole[0][4:]), np.asarray(half[0]), atol=1e-6)
+  assert not np.allclose(np.asarray(whole[0]), np.asarray(whole[1]))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def test_resume_gives_the_same_losses(image_folder, tmp_path):
+  """6 steps straight == 3 steps, then a resume from the step-3 checkpoint to 6."""
+  config = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 3, "data.image_folder": str(image_folder)})
+  straight = tmp_path / "straight"
+  train_lib.train_and_evaluate(config, str(straight))
+  want = {m["step"]: m["loss"] for m in _read_metrics(straight)}
+  assert sorted(want) == [1, 2, 3, 4, 5, 6]
+
+  resumed = tmp_path / "resumed"
+  train_lib.train_and_evaluate(config, str(resumed))
+  # Make it as if the first run died right after saving step 3.
+  ckpt_dir = resumed / "checkpoints"
+  for step_dir in ckpt_dir.iterdir():
+    if step_dir.name == "6":
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(step_dir)
+  (resumed / "metrics.jsonl").write_text("")
+  summary = train_lib.train_and_evaluate(config, str(resumed))
+  got = {m["step"]: m["loss"] for m in _read_metrics(resumed)}
+  assert sorted(got) == [4, 5, 6]
+  for s in (4, 5, 6):
+    np.testing.assert_allclose(got[s], want[s], rtol=1e-5)
+  assert summary["last_step"] == 6
+  assert Checkpointer(str(ckpt_dir)).latest_step() == 6
+
+
+def test_checkpoints_keep_last_k(image_folder, tmp_path):
+  config = _test_config(**{"num_steps": 5, "checkpoint_every_steps": 1, "keep_checkpoints": 2,
+                           "data.image_folder": str(image_folder)})
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [4, 5]
+  assert (tmp_path / "config.json").exists()
+  assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
+  rows = _read_metrics(tmp_path)
+  for key in ("step", "loss", "contrastive_acc", "learning_rate", "images_per_sec", "probe_acc"):
+    assert key in rows[-1], key
+
+
+def test_nan_loss_stops_without_overwriting_the_last_good_checkpoint(image_folder, tmp_path):
+  config = _test_config(**{"num_steps": 2, "checkpoint_every_steps": 1, "data.image_folder": str(image_folder)})
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  good = Checkpointer(str(tmp_path / "checkpoints"))
+  assert good.latest_step() == 2
+  before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+  bad = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 1, "learning_rate": float("nan"),
+                        "data.image_folder": str(image_folder)})
+  with pytest.raises(train_lib.NonFiniteLossError, match=r"not finite at step 3.*last good checkpoint is step 2"):
+    train_lib.train_and_evaluate(bad, str(tmp_path))
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
+  proc = _run_cli("contrastive_jax.train",
+                  [f"--config={CONFIG}:test", f"--workdir={tmp_path}", "--config.num_steps=100000",
+                   "--config.checkpoint_every_steps=100000", f"--config.data.image_folder={image_folder}"],
+                  start_new_session=False)
+  lines = []
+  deadline = time.time() + 240
+  for line in proc.stdout:  # wait for training to be under way
+    lines.append(line)
+    if line.startswith("step 2/") or time.time() > deadline:
+      break
+  t0 = time.time()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=60)
+  elapsed = time.time() - t0
+  assert proc.returncode == 0, "".join(lines) + out
+  assert elapsed < 30, elapsed
+  assert "SIGTERM: saved step" in out
+  steps = Checkpointer(str(tmp_path / "checkpoints")).all_steps()
+  assert steps and steps[-1] >= 2
+
+
+# ----------------------------------------------------------------------------- multi-process
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_with_gloo_match_one_process(image_folder, tmp_path):
+  """2 processes × 2 CPU devices through jax.distributed == 1 process × 4 devices."""
+  common = [f"--config={CONFIG}:test", "--config.num_steps=2", f"--config.data.image_folder={image_folder}"]
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  port = _free_port()
+  procs = [_run_cli("contrastive_jax.train",
+                    common + [f"--workdir={tmp_path / 'multi'}", f"--coordinator_address=127.0.0.1:{port}",
+                              "--num_processes=2", f"--process_id={i}"], env_extra=env, start_new_session=False)
+           for i in range(2)]
+  outs = [p.communicate(timeout=300)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out
+  single = _run_cli("contrastive_jax.train", common + [f"--workdir={tmp_path / 'single'}"],
+                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  assert single.returncode == 0, single.stdout + single.stderr
+  multi = _read_metrics(tmp_path / "multi")
+  one = _read_metrics(tmp_path / "single")
+  assert [m["step"] for m in multi] == [1, 2]  # only process 0 wrote
+  for a, b in zip(multi, one):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
+  assert Checkpointer(str(tmp_path / "multi" / "checkpoints")).latest_step() == 2
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def test_loss_goes_down_on_real_cifar10(cifar10_dir, tmp_path):
+  """About 1k real CIFAR-10 images, 30 steps: the contrastive loss falls."""
+  config = _test_config(**{"num_steps": 30, "batch_size": 64, "num_epochs": 100, "learning_rate": 1.0,
+                           "warmup_epochs": 0.0, "log_every_steps": 1, "checkpoint_every_steps": 30,
+                           "data.image_folder": str(cifar10_dir), "data.num_train_examples": 1024})
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  losses = [m["loss"] for m in _read_metrics(tmp_path)]
+  assert len(losses) == 30 and all(np.isfinite(losses))
+  assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05, losses
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_image_folder_names_the_path(tmp_path):
+  config = _test_config(**{"data.image_folder": str(tmp_path / "nowhere")})
+  with pytest.raises(Exception, match="nowhere"):
+    train_lib.train_and_evaluate(config, str(tmp_path / "w"))
+
+
+def test_empty_image_folder_names_the_path(tmp_path):
+  (tmp_path / "empty" / "train").mkdir(parents=True)
+  config = _test_config(**{"data.image_folder": str(tmp_path / "empty")})
+  with pytest.raises(Exception, match="empty"):
+    train_lib.train_and_evaluate(config, str(tmp_path / "w"))
+
+
+def test_unavailable_tfds_dataset_points_to_image_folder(tmp_path):
+  config = _test_config(**{"data.dataset": "cifar10", "data.data_dir": str(tmp_path / "tfds")})
+  with pytest.raises(Exception, match=r"cifar10.*--config.data.image_folder"):
+    train_lib.train_and_evaluate(config, str(tmp_path / "w"))
+
+
+def test_batch_not_divisible_by_devices_says_what_to_set(image_folder, tmp_path):
+  config = _test_config(**{"batch_size": 12, "data.image_folder": str(image_folder)})
+  with pytest.raises(ValueError, match=r"config.batch_size=12 is not divisible.*8.*--config.batch_size=16"):
+    train_lib.train_and_evaluate(config, str(tmp_path))
+
+
+def test_unreadable_image_names_the_file(image_folder, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  broken = tmp_path / "broken"
+  shutil.copytree(image_folder, broken)
+  (broken / "train" / "class1" / "bad.jpg").write_bytes(b"this is not a jpeg")
+  config = _test_config(**{"data.image_folder": str(broken)})
+  with pytest.raises(ValueError, match="bad.jpg"):
+    train_lib.train_and_evaluate(config, str(tmp_path / "w"))
+
+
+def test_cli_unknown_config_key_is_named(tmp_path):
+  res = _run_cli("contrastive_jax.train", [f"--config={CONFIG}:test", f"--workdir={tmp_path}",
+                                           "--config.batch_sise=64"])
+  assert res.returncode != 0
+  assert "batch_sise" in res.stdout + res.stderr
