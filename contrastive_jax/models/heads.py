@@ -1,0 +1,175 @@
+"""SimCLR projection head and the full pretraining model (encoder + head + probe).
+
+Head layout follows SimCLR (google-research/simclr TF2 `model.py`,
+`ProjectionHead` / `LinearLayer`): every layer is Dense + BN; hidden layers
+end in ReLU; the hidden width defaults to the encoder width; the output is
+128-d. As in SimCLR, no Dense layer has a bias (the BN offset that follows
+makes it redundant) and the last layer's BN has no offset either.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from contrastive_jax.models.resnet import ResNet, _check_depth_width
+
+Array = Any
+Dtype = Any
+
+_BN_EPSILON = 1e-5
+# SimCLR TF2 LinearLayer initialises dense kernels with N(0, 0.01^2).
+dense_kernel_init = nn.initializers.normal(stddev=0.01)
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class ProjectionHead(nn.Module):
+  """MLP projection head g(h) -> z (SimCLR v1: 2 layers, v2: 3 layers).
+
+  Attributes:
+    num_layers: number of Dense + BN layers (>= 1); all but the last are
+      hidden layers with ReLU.
+    hidden_dim: width of the hidden layers; None: the input width (SimCLR).
+    out_dim: width of z (SimCLR: 128).
+    axis_name: mapped axis for cross-replica BN statistics (see ResNet).
+    bn_momentum: decay of the BN running averages.
+    dtype: compute dtype; params and outputs are float32.
+
+  Parameter names: `dense{i}` / `bn{i}` for i in 0 .. num_layers - 1.
+  """
+  num_layers: int = 2
+  hidden_dim: int | None = None
+  out_dim: int = 128
+  axis_name: str | None = None
+  bn_momentum: float = 0.9
+  dtype: Dtype = jnp.float32
+
+  def __post_init__(self):
+    if not _is_int(self.num_layers) or self.num_layers < 1:
+      raise ValueError(
+          f"ProjectionHead num_layers must be an int >= 1 (SimCLR v1: 2, v2: 3), got {self.num_layers!r}.")
+    if self.hidden_dim is not None and (not _is_int(self.hidden_dim) or self.hidden_dim < 1):
+      raise ValueError(f"ProjectionHead hidden_dim must be None or a positive int, got {self.hidden_dim!r}.")
+    if not _is_int(self.out_dim) or self.out_dim < 1:
+      raise ValueError(f"ProjectionHead out_dim must be a positive int, got {self.out_dim!r}.")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, h: Array, train: bool = False,
+               return_hidden: bool = False) -> Array | tuple[Array, list[Array]]:
+    """Projects features.
+
+    Args:
+      h: encoder features [B, D].
+      train: BN uses (and updates) batch statistics.
+      return_hidden: also return the hidden-layer activations.
+
+    Returns:
+      z: float32 [B, out_dim]; with return_hidden, `(z, hiddens)` where
+      hiddens[i] is the float32 [B, hidden] output (after ReLU) of hidden layer
+      i, num_layers - 1 entries. hiddens[0] is what SimCLR v2 fine-tunes from
+      ("from the first projection-head layer").
+    """
+    if h.ndim != 2:
+      raise ValueError(f"ProjectionHead expects features of shape [B, D]; got shape {h.shape}.")
+    hidden_dim = self.hidden_dim if self.hidden_dim is not None else h.shape[-1]
+    x = jnp.asarray(h, self.dtype)
+    hiddens = []
+    for i in range(self.num_layers):
+      last = i == self.num_layers - 1
+      x = nn.Dense(self.out_dim if last else hidden_dim, use_bias=False,
+                   kernel_init=dense_kernel_init, dtype=self.dtype,
+                   param_dtype=jnp.float32, name=f"dense{i}")(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=_BN_EPSILON, axis_name=self.axis_name, use_bias=not last,
+                       dtype=self.dtype, param_dtype=jnp.float32, name=f"bn{i}")(x)
+      if not last:
+        x = nn.relu(x)
+        hiddens.append(x.astype(jnp.float32))
+    z = x.astype(jnp.float32)
+    return (z, hiddens) if return_hidden else z
+
+
+class SimCLRModel(nn.Module):
+  """ResNet encoder + projection head (+ optional online linear probe).
+
+  Submodules (and top-level keys of `params` / `batch_stats`): `encoder`
+  (ResNet), `head` (ProjectionHead with `head_layers` layers, hidden width =
+  encoder width) and, if num_probe_classes > 0, `probe` (nn.Dense with bias,
+  zero-initialised kernel; params only). The probe sees `stop_gradient(h)`,
+  so its loss trains only the probe (SimCLR TF2 lineareval_while_pretraining).
+
+  Other attributes are passed on to ResNet / ProjectionHead (see there).
+  """
+  depth: int = 50
+  width_multiplier: int = 1
+  cifar_stem: bool = False
+  head_layers: int = 2
+  proj_dim: int = 128
+  num_probe_classes: int = 0
+  axis_name: str | None = None
+  bn_momentum: float = 0.9
+  zero_init_residual: bool = False
+  dtype: Dtype = jnp.float32
+  base_width: int = 64
+
+  def __post_init__(self):
+    # Fail at construction rather than at init (submodules are built lazily).
+    _check_depth_width(self.depth, self.width_multiplier, self.base_width)
+    if not _is_int(self.head_layers) or self.head_layers < 1:
+      raise ValueError(f"SimCLRModel head_layers must be an int >= 1 (v1: 2, v2: 3), got {self.head_layers!r}.")
+    if not _is_int(self.num_probe_classes) or self.num_probe_classes < 0:
+      raise ValueError(
+          f"SimCLRModel num_probe_classes must be an int >= 0 (0: no probe), got {self.num_probe_classes!r}.")
+    super().__post_init__()
+
+  def setup(self):
+    # setup (not compact) so that methods such as
+    # `model.apply(v, x, method=lambda m, x: m.head(m.encoder(x), return_hidden=True))`
+    # can reach the submodules.
+    self.encoder = ResNet(
+        self.depth, width_multiplier=self.width_multiplier, cifar_stem=self.cifar_stem,
+        axis_name=self.axis_name, bn_momentum=self.bn_momentum,
+        zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width)
+    self.head = ProjectionHead(
+        num_layers=self.head_layers, hidden_dim=None, out_dim=self.proj_dim,
+        axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype)
+    if self.num_probe_classes > 0:
+      self.probe = nn.Dense(self.num_probe_classes, kernel_init=nn.initializers.zeros,
+                            dtype=jnp.float32, param_dtype=jnp.float32)
+
+  def __call__(self, images: Array, train: bool = False) -> tuple[Array, ...]:
+    """Encodes, projects and (optionally) classifies images.
+
+    Args:
+      images: [B, H, W, 3] float.
+      train: BN in train mode (batch statistics; `batch_stats` must be mutable).
+
+    Returns:
+      `(h, z)` if num_probe_classes == 0, else `(h, z, probe_logits)`:
+      h float32 [B, feature_dim], z float32 [B, proj_dim] (not normalised),
+      probe_logits float32 [B, num_probe_classes] computed from stop_gradient(h).
+    """
+    h = self.encoder(images, train=train)
+    z = self.head(h, train=train)
+    if self.num_probe_classes > 0:
+      return h, z, self.probe(jax.lax.stop_gradient(h))
+    return h, z
+
+  def finetune_features(self, images: Array, train: bool = False, from_head_layer: bool = False) -> Array:
+    """What a fine-tuned classifier reads: h, or the first head layer's output (SimCLR v2).
+
+    Returns float32 [B, feature_dim] either way (hidden width = encoder width).
+    """
+    h = self.encoder(images, train=train)
+    if not from_head_layer or self.head_layers < 2:
+      return h
+    _, hiddens = self.head(h, train=train, return_hidden=True)
+    return hiddens[0]

@@ -1,0 +1,151 @@
+"""Optimisers and learning-rate schedules for SimCLR pretraining and evaluation.
+
+LARS as in SimCLR (google-research/simclr `lars_optimizer.py`): classic
+(non-Nesterov) momentum, trust coefficient 0.001, and both weight decay and
+the trust-ratio adaptation skip biases and BN parameters (every 1-D param
+here) plus, optionally, further params such as the supervised probe head.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import optax
+
+PyTree = Any
+# exclude(path, leaf) -> True to keep `leaf` out of weight decay / trust ratio.
+# `path` is the tuple of key names, e.g. ('probe', 'kernel').
+ExcludeFn = Callable[[tuple[str, ...], jax.Array], bool]
+
+
+def _key_name(entry: Any) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(entry, attr):
+      return str(getattr(entry, attr))
+  return str(entry)
+
+
+def path_names(key_path: tuple[Any, ...]) -> tuple[str, ...]:
+  """jax key path -> tuple of plain names, e.g. ('encoder', 'conv1', 'kernel')."""
+  return tuple(_key_name(k) for k in key_path)
+
+
+def is_1d_mask(params: PyTree) -> PyTree:
+  """Bool tree: True for leaves with ndim <= 1 (biases, BN scale / offset)."""
+  return jax.tree.map(lambda p: p.ndim <= 1, params)
+
+
+def decay_mask(params: PyTree, exclude: ExcludeFn | None = None) -> PyTree:
+  """Bool tree: True where weight decay (and LARS trust ratio) apply.
+
+  That is every leaf with ndim > 1 for which `exclude(path, leaf)` is not
+  True. Used as an optax mask (optax calls it on params and on updates, which
+  share the tree structure and shapes).
+  """
+  def keep(key_path, p):
+    if p.ndim <= 1:
+      return False
+    return not (exclude is not None and exclude(path_names(key_path), p))
+  return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def exclude_by_name(*names: str) -> ExcludeFn:
+  """exclude fn for params whose path contains any of `names`, e.g. 'probe'."""
+  wanted = frozenset(names)
+  return lambda path, _: bool(wanted.intersection(path))
+
+
+def lars(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    weight_decay: float,
+    momentum: float = 0.9,
+    trust_coefficient: float = 0.001,
+    exclude: ExcludeFn | None = None,
+) -> optax.GradientTransformation:
+  """LARS with SimCLR's exclusions, built on `optax.lars`.
+
+  For params selected by `decay_mask(params, exclude)` (ndim > 1, not
+  excluded), with u = g + weight_decay * w:
+    v <- momentum * v + lr * trust_coefficient * ||w|| / ||u|| * u,
+  and for all other params (1-D: biases, BN scale / offset; excluded):
+    v <- momentum * v + lr * g;
+  the update is -v. The trust ratio falls back to 1 when ||w|| or ||u|| is 0.
+  So from zero momentum the first update is -lr * g (1-D) and
+  -lr * eta * ||w|| / ||g + wd w|| * (g + wd w) (kernels).
+
+  This is exactly optax.lars (installed optax 0.2.8: add_decayed_weights ->
+  masked scale_by_trust_ratio with ratio eta * ||w|| / ||u|| on the *decayed*
+  gradient -> scale_by_learning_rate -> trace(momentum, nesterov=False)),
+  which matches SimCLR's LARS (lr applied before the momentum accumulation).
+  optax.lars applies decay and trust ratio to every param by default; the
+  masks here restrict them.
+
+  Args:
+    learning_rate: float or optax schedule (step -> lr).
+    weight_decay: L2 coefficient added to the gradient (SimCLR: 1e-6 TF2, 1e-4 TF1).
+    momentum: classic momentum (SimCLR 0.9).
+    trust_coefficient: eta (SimCLR 0.001).
+    exclude: optional `(path, leaf) -> bool`, True to also exclude a param
+      from decay and trust ratio (e.g. `exclude_by_name('probe')`). None:
+      only 1-D params are excluded.
+  """
+  mask = lambda params: decay_mask(params, exclude)
+  return optax.lars(
+      learning_rate, weight_decay=weight_decay, weight_decay_mask=mask,
+      trust_coefficient=trust_coefficient, trust_ratio_mask=mask,
+      momentum=momentum, nesterov=False)
+
+
+def scale_learning_rate(base_lr: float, batch_size: int, scaling: str = "linear") -> float:
+  """SimCLR lr scaling: 'linear' base * B / 256, 'sqrt' base * sqrt(B)."""
+  if scaling == "linear":
+    return base_lr * batch_size / 256.0
+  if scaling == "sqrt":
+    return base_lr * math.sqrt(batch_size)
+  raise ValueError(f"scaling must be 'linear' or 'sqrt', got {scaling!r}.")
+
+
+def warmup_cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
+  """Linear warmup 0 -> peak_lr over warmup_steps, then cosine decay to 0 at total_steps.
+
+  lr(warmup_steps) = peak_lr, lr(warmup + (total - warmup) / 2) = peak_lr / 2,
+  lr(step >= total_steps) = 0.
+  """
+  if not 0 <= warmup_steps < total_steps:
+    raise ValueError(
+        f"need 0 <= warmup_steps < total_steps, got warmup_steps={warmup_steps}, total_steps={total_steps}.")
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup_steps,
+      decay_steps=total_steps, end_value=0.0)
+
+
+def sgd_nesterov(
+    learning_rate: optax.ScalarOrSchedule,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    exclude: ExcludeFn | None = None,
+) -> optax.GradientTransformation:
+  """SGD with Nesterov momentum (SimCLR linear eval / fine-tuning).
+
+  Weight decay (gradient += wd * w, as TF's wd * l2_loss) applies to params
+  selected by `decay_mask` (not 1-D, not excluded).
+  """
+  return optax.chain(
+      optax.add_decayed_weights(weight_decay, mask=lambda p: decay_mask(p, exclude)),
+      optax.sgd(learning_rate, momentum=momentum, nesterov=True))
+
+
+def adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: float = 1e-4,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    exclude: ExcludeFn | None = None,
+) -> optax.GradientTransformation:
+  """optax.adamw whose decoupled weight decay skips 1-D (and excluded) params."""
+  return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                     mask=lambda p: decay_mask(p, exclude))
