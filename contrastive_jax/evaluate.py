@@ -204,28 +204,20 @@ def label_fraction_indices(labels: np.ndarray, fraction: float, seed: int = 0) -
 
 
 class FineTuneModel(nn.Module):
-  """A pretrained SimCLRModel's encoder (+ first head layer) with a new linear classifier.
+  """A pretrained SimCLRModel (`backbone`) with a new, zero-initialised linear classifier.
 
-  Submodule names match `SimCLRModel` (`encoder`, `head`), so pretrained params
-  drop in. With `from_head_layer` the classifier reads the output of the first
-  projection-head layer, as SimCLR v2 fine-tunes; otherwise h.
+  With `from_head_layer` the classifier reads the first projection-head layer's
+  output, as SimCLR v2 fine-tunes; otherwise h. Params: `backbone` (the
+  pretrained `encoder` and `head` drop in) and `classifier`.
   """
-  backbone: Any  # a SimCLRModel (its config; num_probe_classes is ignored)
+  backbone: nn.Module  # a SimCLRModel without probe, axis_name None
   num_classes: int
   from_head_layer: bool = True
 
-  def setup(self):
-    b = self.backbone
-    self.encoder = b.encoder_module()
-    self.head = b.head_module()
-    self.classifier = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)
-
+  @nn.compact
   def __call__(self, images, train: bool = False):
-    h = self.encoder(images, train=train)
-    if self.from_head_layer and self.backbone.head_layers >= 2:
-      _, hiddens = self.head(h, train=train, return_hidden=True)
-      h = hiddens[0]
-    return self.classifier(h)
+    feats = self.backbone.finetune_features(images, train=train, from_head_layer=self.from_head_layer)
+    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="classifier")(feats)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -337,12 +329,13 @@ def finetune(config: ml_collections.ConfigDict, model, variables, train: data_li
   idx = label_fraction_indices(train.labels, fraction, seed=config.seed)
   subset = data_lib.ArrayDataset(train.images[idx], train.labels[idx], train.num_classes, train.name)
   num_classes = max(train.num_classes, int(train.labels.max()) + 1)
-  ft = FineTuneModel(backbone=model.clone(axis_name=None), num_classes=num_classes,
+  ft = FineTuneModel(backbone=model.clone(axis_name=None, num_probe_classes=0), num_classes=num_classes,
                      from_head_layer=bool(config.eval.get("finetune_from_head_layer", model.head_layers >= 3)))
   size = subset.images.shape[1]
   init = ft.init(jax.random.key(config.seed), jnp.zeros((2, size, size, 3)), train=False)
-  params = {**init["params"], "encoder": variables["params"]["encoder"], "head": variables["params"]["head"]}
-  stats = {"encoder": variables["batch_stats"]["encoder"], "head": variables["batch_stats"]["head"]}
+  pre = {k: variables["params"][k] for k in ("encoder", "head")}
+  params = {**init["params"], "backbone": pre}
+  stats = {"backbone": {k: variables["batch_stats"][k] for k in ("encoder", "head")}}
   ev = config.eval
   batch = min(ev.linear_batch_size, len(subset))
   spe = max(len(subset) // batch, 1)

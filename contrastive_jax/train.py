@@ -90,8 +90,18 @@ def create_optimizer(config: ml_collections.ConfigDict, num_examples: int
                                           int(round(config.warmup_epochs * spe)))
   tx = optim.lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
                   trust_coefficient=config.trust_coefficient,
-                  exclude=lambda path, _: any(getattr(k, "key", None) == "probe" for k in path))
+                  exclude=optim.exclude_by_name("probe"))
   return tx, schedule
+
+
+def init_key(seed: int) -> jax.Array:
+  """The parameter-initialisation key.
+
+  An `rbg` key: initialising a ResNet with threefry keys compiles one threefry
+  per parameter, which takes tens of seconds on a CPU; rbg's compile is a
+  fraction of that. Augmentation keys stay threefry (few, and portable).
+  """
+  return jax.random.key(seed, impl="rbg")
 
 
 def init_state(model: SimCLRModel, tx: optax.GradientTransformation, key: jax.Array,
@@ -163,8 +173,8 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
     params = optax.apply_updates(state.params, updates)
     metrics = jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
     metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
-    metrics["grad_norm"] = optax.global_norm(grads)
-    metrics["param_norm"] = optax.global_norm(params)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["param_norm"] = optax.tree.norm(params)
     new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
@@ -216,28 +226,23 @@ class MetricWriter:
     self._tb = None
     if self.active:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-      try:
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-      except Exception:  # pylint: disable=broad-except  # TensorBoard is optional
-        self._tb = None
+      # tensorboardX: TensorBoard event files without TensorBoard/TF summary ops
+      # (tensorflow-cpu does not ship tensorboard).
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self.active:
       return
     self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
     self._jsonl.flush()
-    if self._tb is not None:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      with self._tb.as_default(step=step):
-        for k, v in scalars.items():
-          tf.summary.scalar(k, v)
-      self._tb.flush()
+    for k, v in scalars.items():
+      self._tb.add_scalar(k, v, step)
+    self._tb.flush()
 
   def close(self) -> None:
-    if self._jsonl:
+    if self.active:
       self._jsonl.close()
-    if self._tb is not None:
       self._tb.close()
 
 
@@ -278,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   image_shape = (aug.image_size, aug.image_size, 3)
   replicated = parallel.replicated_sharding(mesh)
   state = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape),
-                  out_shardings=replicated)(jax.random.fold_in(key, -1 % (2**31)))
+                  out_shardings=replicated)(init_key(config.seed))
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
   start_step = 0
   if ckpt.latest_step() is not None:
@@ -297,8 +302,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                   "config_seed": config.seed}
   last = {"step": start_step}
   t0, pending, last_loss = time.time(), None, None
-  images_seen_since = 0
-  last_log_time, log_step0 = time.time(), start_step
+  images_since_log, last_log_time = 0, time.time()
+  eta_clock = None  # (time, step) once the first step (and its compilation) is done
 
   def check(step_metrics, step):
     # The loss is computed before the update, so the updated parameters are checked too.
@@ -316,33 +321,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       for step in range(start_step, steps):
         batch = parallel.host_local_to_global(next(batches), mesh)
         state, metrics = step_fn(state, batch, key)
-        images_seen_since += config.batch_size
+        images_since_log += config.batch_size
+        if eta_clock is None:
+          jax.block_until_ready(metrics["loss"])
+          eta_clock = (time.time(), step + 1)
         if pending is not None:  # check the previous step while this one runs
           last_loss = check(*pending)
         pending = (metrics, step + 1)
         done = step + 1
+        stop = preempt.requested  # read once: the signal may arrive at any moment
         is_log = done % config.log_every_steps == 0 or done == steps
-        is_save = done % config.checkpoint_every_steps == 0 or done == steps or preempt.requested
+        is_save = done % config.checkpoint_every_steps == 0 or done == steps or stop
         if is_log or is_save:
           last_loss = check(metrics, done)
           pending = None
         if is_log:
           now = time.time()
           scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          ips = images_seen_since / max(now - last_log_time, 1e-9)
+          # Source images (pairs of views) per second since the last log; the first
+          # interval includes compilation.
+          ips = images_since_log / max(now - last_log_time, 1e-9)
           scalars["images_per_sec"] = ips
           writer.write(done, scalars)
           if jax.process_index() == 0:
-            rate = (done - log_step0) / max(now - t0, 1e-9)
+            timed = done - eta_clock[1]
+            eta = _eta((steps - done) * (now - eta_clock[0]) / timed) if timed > 0 else "?"
             probe = f" probe_acc {scalars['probe_acc']:.3f}" if "probe_acc" in scalars else ""
             print(f"step {done}/{steps} loss {scalars['loss']:.4f} acc {scalars['contrastive_acc']:.3f}{probe} "
-                  f"lr {scalars['learning_rate']:.4f} {ips:.1f} img/s ETA {_eta((steps - done) / max(rate, 1e-9))}",
-                  flush=True)
-          images_seen_since, last_log_time = 0, now
+                  f"lr {scalars['learning_rate']:.4f} {ips:.1f} img/s ETA {eta}", flush=True)
+          images_since_log, last_log_time = 0, now
         if is_save:
           ckpt.save(done, state, meta())
           last["step"] = done
-        if preempt.requested:
+        if stop:
           if jax.process_index() == 0:
             print(f"SIGTERM: saved step {done} to {ckpt.directory}; exiting.", flush=True)
           break

@@ -15,6 +15,13 @@ if "xla_force_host_platform_device_count" not in _flags:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+# Many tests compile the same train step (in-process and in CLI subprocesses):
+# a persistent compilation cache shared by the whole session pays for it once.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import tempfile
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="cj-jax-cache-")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402

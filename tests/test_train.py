@@ -273,7 +273,7 @@ def test_unreadable_image_names_the_file(image_folder, tmp_path):
   broken = tmp_path / "broken"
   shutil.copytree(image_folder, broken)
   (broken / "train" / "class1" / "bad.jpg").write_bytes(b"this is not a jpeg")
-  config = _test_config(**{"data.image_folder": str(broken)})
+  config = _test_config(**{"data.image_folder": str(broken), "data.num_train_examples": 0})
   with pytest.raises(ValueError, match="bad.jpg"):
     train_lib.train_and_evaluate(config, str(tmp_path / "w"))
 
