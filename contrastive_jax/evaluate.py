@@ -296,7 +296,7 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   size = config.augment.image_size
   num_classes = max(train.num_classes, int(train.labels.max()) + 1)
   model, variables, step = load_model(config, workdir, num_classes, size)
-  augment = bool(ev.get("linear_augment", True))
+  augment = bool(ev.linear_augment)
   results: dict[str, Any] = {"checkpoint_step": step}
   results.update(_strip(evaluate_features("", encoder_feature_fn(model, variables), train, test, config, mesh,
                                           augment=augment), ""))

@@ -86,8 +86,11 @@ def create_optimizer(config: ml_collections.ConfigDict, num_examples: int
   """LARS with SimCLR's masks, warmup + cosine schedule; the probe is excluded like a 1-D parameter."""
   spe = data_lib.steps_per_epoch(num_examples, config.batch_size)
   peak = optim.scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
-  schedule = optim.warmup_cosine_schedule(peak, total_steps(config, num_examples),
-                                          int(round(config.warmup_epochs * spe)))
+  steps = total_steps(config, num_examples)
+  warmup = int(round(config.warmup_epochs * spe))
+  if warmup >= steps:  # a short run (num_steps override) keeps a proportionate warmup
+    warmup = steps // 10
+  schedule = optim.warmup_cosine_schedule(peak, steps, warmup)
   tx = optim.lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
                   trust_coefficient=config.trust_coefficient,
                   exclude=optim.exclude_by_name("probe"))
