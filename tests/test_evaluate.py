@@ -1,0 +1,126 @@
+"""Evaluation protocols: linear, kNN, label fractions, the eval.json contract and its errors."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from contrastive_jax import evaluate
+from contrastive_jax import train as train_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _config(**overrides):
+  spec = importlib.util.spec_from_file_location("cifar10_simclr", ROOT / "experiments" / "cifar10_simclr.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("test")
+  for k, v in overrides.items():
+    node = config
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return config
+
+
+def _separable(n_per_class=40, num_classes=4, dim=16, seed=0):
+  centres = np.random.default_rng(123).normal(size=(num_classes, dim)) * 5  # shared by train and test
+  rng = np.random.default_rng(seed)
+  labels = np.repeat(np.arange(num_classes), n_per_class)
+  feats = centres[labels] + rng.normal(size=(len(labels), dim)) * 0.3
+  return feats.astype(np.float32), labels.astype(np.int32)
+
+
+def test_linear_and_knn_separate_a_separable_set():
+  x, y = _separable()
+  xt, yt = _separable(seed=1)
+  params = evaluate.train_linear_classifier(x, y, num_classes=4, epochs=20, batch_size=32, learning_rate=0.1)
+  assert evaluate.topk_accuracy(evaluate.linear_scores(params, xt), yt, 1) >= 0.99
+  knn = evaluate.knn_predict(x, y, xt, num_classes=4, k=20, temperature=0.1)
+  assert evaluate.topk_accuracy(knn, yt, 1) >= 0.99
+
+
+def test_knn_matches_numpy_reference():
+  rng = np.random.default_rng(0)
+  train, labels = rng.normal(size=(300, 8)), rng.integers(0, 5, 300)
+  test = rng.normal(size=(37, 8))
+  k, t = 20, 0.1
+  got = evaluate.knn_predict(train, labels, test, num_classes=5, k=k, temperature=t, batch_size=16)
+  tn = train / np.linalg.norm(train, axis=1, keepdims=True)
+  qn = test / np.linalg.norm(test, axis=1, keepdims=True)
+  sim = qn @ tn.T
+  want = np.zeros((len(test), 5))
+  for q in range(len(test)):
+    top = np.argsort(-sim[q])[:k]
+    for i in top:
+      want[q, labels[i]] += np.exp(sim[q, i] / t)
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_topk_accuracy():
+  scores = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.5], [0.2, 0.3, 0.5]])
+  assert evaluate.topk_accuracy(scores, np.array([1, 2, 0]), 1) == pytest.approx(1 / 3)
+  assert evaluate.topk_accuracy(scores, np.array([1, 2, 0]), 2) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5, 1.0])
+def test_label_fraction_is_exact_and_balanced(fraction):
+  labels = np.repeat(np.arange(10), 500)
+  idx = evaluate.label_fraction_indices(labels, fraction, seed=3)
+  assert len(idx) == round(fraction * 5000)
+  assert len(np.unique(idx)) == len(idx)
+  counts = np.bincount(labels[idx], minlength=10)
+  assert (counts == round(fraction * 500)).all()
+  np.testing.assert_array_equal(idx, evaluate.label_fraction_indices(labels, fraction, seed=3))
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+def test_label_fraction_outside_unit_interval_is_an_error(fraction):
+  with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+    evaluate.label_fraction_indices(np.arange(10), fraction)
+
+
+def test_workdir_without_checkpoints_is_an_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+    evaluate.load_model(_config(), str(tmp_path), num_classes=4, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  root = tmp_path_factory.mktemp("evalfolder")
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 16), ("test", 8)):
+    for c in range(4):
+      d = root / split / f"c{c}"
+      d.mkdir(parents=True)
+      for i in range(n):
+        colour = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]][c])
+        img = np.clip(colour + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(d / f"{i:02d}.jpg")
+  return root
+
+
+def test_eval_json_contract(folder, tmp_path):
+  config = _config(**{"data.image_folder": str(folder), "num_steps": 2, "eval.finetune_fractions": (0.5,),
+                      "eval.finetune_epochs": 1})
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  results = evaluate.run_evaluation(config, str(tmp_path))
+  with open(tmp_path / "eval.json", encoding="utf-8") as f:
+    saved = json.load(f)
+  assert saved == json.loads(json.dumps(results))
+  for prefix in ("", "random_", "pixels_"):
+    for metric in ("linear_top1", "linear_top5", "knn_top1"):
+      value = saved[prefix + metric]
+      assert 0.0 <= value <= 1.0, (prefix + metric, value)
+  assert 0.0 <= saved["finetune_0.5_top1"] <= 1.0
+  assert saved["checkpoint_step"] == 2
+  settings = saved["settings"]
+  assert settings["num_train_examples"] == 64 and settings["num_test_examples"] == 32
+  assert settings["knn_k"] == config.eval.knn_k and settings["linear_epochs"] == config.eval.linear_epochs
+  # Each class of this folder has its own colour: raw pixels must beat chance (0.25) clearly.
+  assert saved["pixels_knn_top1"] > 0.5
