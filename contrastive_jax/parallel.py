@@ -77,7 +77,7 @@ def initialize_distributed(coordinator_address: str | None = None,
   """
   explicit = coordinator_address is not None or (num_processes or 1) > 1
   slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ or "MEGASCALE_COORDINATOR_ADDRESS" in os.environ
+  tpu_pod = any(v in os.environ for v in ("TPU_WORKER_HOSTNAMES", "TPU_WORKER_ID", "MEGASCALE_COORDINATOR_ADDRESS"))
   if not (explicit or slurm or tpu_pod):
     return
   # Only affects the CPU backend, so it is harmless on GPU/TPU hosts.

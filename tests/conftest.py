@@ -29,6 +29,12 @@ import pytest  # noqa: E402
 SHARED_CIFAR10 = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 
 
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: one worker per core, at most 4 (each holds 8 fake devices and a JAX runtime)."""
+  del config
+  return max(1, min(os.cpu_count() or 1, 4))
+
+
 @pytest.fixture(scope="session")
 def cifar10_dir() -> pathlib.Path:
   """The real CIFAR-10 image folder from ../shared, or skip with the reason."""

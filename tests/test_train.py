@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contrastive_jax import data as data_lib
 from contrastive_jax import parallel
 from contrastive_jax import train as train_lib
 from contrastive_jax.checkpoint import Checkpointer
@@ -204,26 +205,26 @@ def _free_port() -> int:
 
 
 def test_two_processes_with_gloo_match_one_process(image_folder, tmp_path):
-  """2 processes × 2 CPU devices through jax.distributed == 1 process × 4 devices."""
-  common = [f"--config={CONFIG}:test", "--config.num_steps=2", f"--config.data.image_folder={image_folder}"]
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  """2 processes × 2 CPU devices through jax.distributed give the losses of 1 process × 8 devices."""
+  overrides = {"num_steps": 2, "checkpoint_every_steps": 1, "data.image_folder": str(image_folder)}
+  args = [f"--config={CONFIG}:test"] + [f"--config.{k}={v}" for k, v in overrides.items()]
   port = _free_port()
   procs = [_run_cli("contrastive_jax.train",
-                    common + [f"--workdir={tmp_path / 'multi'}", f"--coordinator_address=127.0.0.1:{port}",
-                              "--num_processes=2", f"--process_id={i}"], env_extra=env, start_new_session=False)
+                    args + [f"--workdir={tmp_path / 'multi'}", f"--coordinator_address=127.0.0.1:{port}",
+                            "--num_processes=2", f"--process_id={i}"],
+                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, start_new_session=False)
            for i in range(2)]
+  # The reference runs here, in this process (8 devices), while the two processes work.
+  train_lib.train_and_evaluate(_test_config(**overrides), str(tmp_path / "single"))
   outs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out
-  single = _run_cli("contrastive_jax.train", common + [f"--workdir={tmp_path / 'single'}"],
-                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
-  assert single.returncode == 0, single.stdout + single.stderr
   multi = _read_metrics(tmp_path / "multi")
   one = _read_metrics(tmp_path / "single")
   assert [m["step"] for m in multi] == [1, 2]  # only process 0 wrote
   for a, b in zip(multi, one):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
-  assert Checkpointer(str(tmp_path / "multi" / "checkpoints")).latest_step() == 2
+  assert Checkpointer(str(tmp_path / "multi" / "checkpoints")).all_steps() == [1, 2]
 
 
 # ----------------------------------------------------------------------------- real data
@@ -283,3 +284,23 @@ def test_cli_unknown_config_key_is_named(tmp_path):
                                            "--config.batch_sise=64"])
   assert res.returncode != 0
   assert "batch_sise" in res.stdout + res.stderr
+
+
+def test_variable_size_images_are_cropped_on_the_host(tmp_path):
+  """ImageNet-like folders: images of their own sizes, two crops per image in tf.data, rest on device."""
+  rng = np.random.default_rng(0)
+  for c in range(2):
+    d = tmp_path / "data" / "train" / f"c{c}"
+    d.mkdir(parents=True)
+    for i in range(16):
+      h, w = rng.integers(36, 80, size=2)
+      Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg")
+  config = _test_config(**{"data.image_folder": str(tmp_path / "data"), "data.host_crop": True,
+                           "data.num_train_examples": 0, "num_steps": 2})
+  batches = data_lib.TrainIterator(train_lib.load_train_data(config), global_batch_size=16, seed=0, crop_size=32)
+  batch = next(batches)
+  batches.close()
+  assert batch["image"].shape == (16, 2, 32, 32, 3) and batch["image"].dtype == np.uint8
+  assert not np.array_equal(batch["image"][:, 0], batch["image"][:, 1])  # two independent crops
+  summary = train_lib.train_and_evaluate(config, str(tmp_path / "w"))
+  assert summary["last_step"] == 2 and np.isfinite(summary["last_loss"])
