@@ -325,7 +325,7 @@ class TrainIterator:
            tf.TensorSpec((2,), tf.int64))
 
     def load(path, label, row, seed):
-      crops = augment.tf_two_crops(tf.io.read_file(path), seed, size=self.crop_size)
+      crops = tf.stack(augment.tf_two_crops(tf.io.read_file(path), seed, size=self.crop_size))
       return {"image": crops, "label": label, "index": row}
 
     pipe = (tf.data.Dataset.from_generator(gen, output_signature=sig)
