@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib.util
+from typing import Any, Callable
 
 
 def define_flags() -> None:
@@ -25,3 +26,27 @@ def run(main: Callable[[list[str]], None]) -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   define_flags()
   app.run(main)
+
+
+def load_config(spec: str, **overrides: Any):
+  """The config of `path.py[:preset]` (the `--config` form), with dotted-key overrides.
+
+  `load_config("experiments/cifar10_simclr.py:test", **{"data.image_folder": p})` is what
+  `--config experiments/cifar10_simclr.py:test --config.data.image_folder=p` gives the CLI.
+  """
+  path, _, preset = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("contrastive_jax_config", path)
+  if module_spec is None or module_spec.loader is None:
+    raise ValueError(f"cannot load config file {path!r}; expected a Python file defining get_config().")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(preset) if preset else module.get_config()
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for name in parents:
+      node = node[name]
+    if leaf not in node:
+      raise KeyError(f"config {spec!r} has no field {key!r}.")
+    node[leaf] = value
+  return config

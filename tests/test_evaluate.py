@@ -1,6 +1,5 @@
 """Evaluation protocols: linear, kNN, label fractions, the eval.json contract and its errors."""
 
-import importlib.util
 import json
 import pathlib
 
@@ -8,24 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contrastive_jax import cli
 from contrastive_jax import evaluate
 from contrastive_jax import train as train_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "experiments" / "cifar10_simclr.py")
 
 
 def _config(**overrides):
-  spec = importlib.util.spec_from_file_location("cifar10_simclr", ROOT / "experiments" / "cifar10_simclr.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("test")
-  for k, v in overrides.items():
-    node = config
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return config
+  return cli.load_config(f"{CONFIG}:test", **overrides)
 
 
 def _separable(n_per_class=40, num_classes=4, dim=16, seed=0):

@@ -1,6 +1,5 @@
 """The training system: the distributed step contract, resume, preemption, NaN, multi-process, CLI errors."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contrastive_jax import cli
 from contrastive_jax import data as data_lib
 from contrastive_jax import parallel
 from contrastive_jax import train as train_lib
@@ -26,17 +26,7 @@ CONFIG = str(ROOT / "experiments" / "cifar10_simclr.py")
 
 
 def _test_config(**overrides):
-  spec = importlib.util.spec_from_file_location("cifar10_simclr", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("test")
-  for k, v in overrides.items():
-    node = config
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return config
+  return cli.load_config(f"{CONFIG}:test", **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +294,10 @@ def test_variable_size_images_are_cropped_on_the_host(tmp_path):
   assert not np.array_equal(batch["image"][:, 0], batch["image"][:, 1])  # two independent crops
   summary = train_lib.train_and_evaluate(config, str(tmp_path / "w"))
   assert summary["last_step"] == 2 and np.isfinite(summary["last_loss"])
+
+
+def test_load_config_applies_overrides_and_names_unknown_keys():
+  config = cli.load_config(f"{CONFIG}:test", **{"batch_size": 32, "model.depth": 34})
+  assert config.batch_size == 32 and config.model.depth == 34
+  with pytest.raises(KeyError, match="model.depht"):
+    cli.load_config(f"{CONFIG}:test", **{"model.depht": 34})

@@ -9,7 +9,6 @@ neighbour of the query's class, red one of another class.
 """
 
 import argparse
-import importlib.util
 import os
 import pathlib
 import sys
@@ -17,14 +16,6 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load_config(spec: str):
-  path, _, preset = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("config_module", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(preset) if preset else module.get_config()
 
 
 def main() -> None:
@@ -42,10 +33,11 @@ def main() -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
   from contrastive_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from contrastive_jax import evaluate  # pylint: disable=g-import-not-at-top
 
-  config = _load_config(args.config)
+  config = cli.load_config(args.config)
   train = data_lib.load_dataset("", "train", image_folder=args.data, num_examples=args.train_examples)
   test = data_lib.load_dataset("", "test", image_folder=args.data, num_examples=args.queries * 10)
   model, variables, step = evaluate.load_model(config, args.workdir, train.num_classes, train.images.shape[1])
