@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from typing import Any, Callable
 
 
@@ -22,8 +24,29 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["config", "workdir"])
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-  from absl import app  # pylint: disable=g-import-not-at-top
+def run(job: Callable[[Any, str], Any], expected_errors: tuple[type[BaseException], ...], *,
+        indent: int | None = 2) -> None:
+  """Runs `job(config, workdir)` as the command: flags, `jax.distributed` start-up, exit status.
+
+  An expected error (bad data, bad config, ...) prints `error: <message>` to stderr and exits
+  with status 1 instead of a traceback. Process 0 prints the job's result as JSON.
+  """
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+
+  def main(argv: list[str]) -> None:
+    del argv
+    import jax  # pylint: disable=g-import-not-at-top
+    from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
+    f = flags.FLAGS
+    parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id)
+    try:
+      result = job(f.config, f.workdir)
+    except expected_errors as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(1)
+    if jax.process_index() == 0:
+      print(json.dumps(result, indent=indent), flush=True)
+
   define_flags()
   app.run(main)
 

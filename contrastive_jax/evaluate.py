@@ -22,11 +22,9 @@ pixels, so that "pretraining helps" is a measured difference.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
-import sys
 import time
 from typing import Any, Callable
 
@@ -236,8 +234,8 @@ def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_class
       raise FileNotFoundError(
           f"no checkpoint found in {os.path.join(workdir, 'checkpoints')}. Pretrain first with "
           f"python -m contrastive_jax.train --config ... --workdir {workdir}")
-    num_examples = 1
-    tx, _ = train_lib.create_optimizer(config, max(num_examples, config.batch_size))
+    # Only the optimiser state's structure matters for the restore, not the schedule's length.
+    tx, _ = train_lib.create_optimizer(config, config.batch_size)
     abstract = train_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                                     batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
     state, _ = ckpt.restore(abstract)
@@ -298,8 +296,8 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   model, variables, step = load_model(config, workdir, num_classes, size)
   augment = bool(ev.linear_augment)
   results: dict[str, Any] = {"checkpoint_step": step}
-  results.update(_strip(evaluate_features("", encoder_feature_fn(model, variables), train, test, config, mesh,
-                                          augment=augment), ""))
+  results.update(evaluate_features("", encoder_feature_fn(model, variables), train, test, config, mesh,
+                                   augment=augment))
   if ev.baselines:
     rmodel, rvars, _ = load_model(config, None, num_classes, size, seed=config.seed + 1)
     results.update(evaluate_features("random_", encoder_feature_fn(rmodel, rvars), train, test, config, mesh,
@@ -317,10 +315,6 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
     with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
       json.dump(results, f, indent=2)
   return results
-
-
-def _strip(d: dict[str, float], prefix: str) -> dict[str, float]:
-  return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in d.items()}
 
 
 def finetune(config: ml_collections.ConfigDict, model, variables, train: data_lib.ArrayDataset,
@@ -368,20 +362,6 @@ def finetune(config: ml_collections.ConfigDict, model, variables, train: data_li
   return topk_accuracy(test_scores, test.labels, 1)
 
 
-def main(argv: list[str]) -> None:
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags_ = flags.FLAGS
-  parallel.initialize_distributed(flags_.coordinator_address, flags_.num_processes, flags_.process_id)
-  try:
-    results = run_evaluation(flags_.config, flags_.workdir)
-  except (data_lib.DatasetUnavailableError, ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(1)
-  if jax.process_index() == 0:
-    print(json.dumps(results, indent=2), flush=True)
-
-
 if __name__ == "__main__":
   from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
-  cli.run(main)
+  cli.run(run_evaluation, (data_lib.DatasetUnavailableError, ValueError, FileNotFoundError))

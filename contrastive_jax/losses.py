@@ -307,8 +307,17 @@ _chunked_lse.defvjp(_chunked_lse_fwd, _chunked_lse_bwd)
 
 # Single-device NT-Xent scores the batch against itself: S = U U^T is
 # symmetric, so each unordered tile pair (I <= J) is computed once and serves
-# both the rows of I and the rows of J. That halves the matmuls (2 instead of
-# 4 [R, D] x [D, R] products per ordered tile over forward + backward).
+# both the rows of I and the rows of J. That halves the matmuls (4 instead of
+# 8 [R, D] x [D, R]-sized products per tile pair over forward + backward).
+#
+# Rows are unit vectors scaled by sqrt(1 / T), so every logit lies in
+# [-1/T, 1/T] and a fixed shift c = 1/T replaces the running max: each tile
+# needs one exp, shared by the row and the column sums, instead of one per
+# direction. exp(s - c) >= exp(-2c) must stay a normal float32, hence
+# _MIN_FIXED_SHIFT_TEMPERATURE; colder (or traced) temperatures take the
+# generic online path. Row and column sums are matrix-vector products because
+# XLA:CPU's column reduction of a tile is several times slower than a GEMV.
+_MIN_FIXED_SHIFT_TEMPERATURE = 2.0 / 80.0  # exp(-80) ~ 1.8e-35 > float32 tiny.
 
 
 def _tile_pairs(n_blocks: int) -> tuple[Array, Array]:
@@ -317,65 +326,68 @@ def _tile_pairs(n_blocks: int) -> tuple[Array, Array]:
   return jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
 
 
-def _sym_tile(u_t: Array, i: Array, j: Array, n: int, pos_t: Optional[Array]):
-  """Masked logits of tile (i, j) of U U^T: s [R, R] (-inf off-support)."""
+def _sym_tile(u_t: Array, i: Array, j: Array, n: int, shift: Array):
+  """Tile (i, j) of U U^T: s [R, R] logits and e = exp(s - shift), 0 off-support."""
   rows = u_t.shape[1]
   s = jnp.dot(u_t[i], u_t[j].T, preferred_element_type=jnp.float32)
   ri = i * rows + jnp.arange(rows, dtype=jnp.int32)
   cj = j * rows + jnp.arange(rows, dtype=jnp.int32)
   valid = (ri[:, None] != cj[None, :]) & (ri < n)[:, None] & (cj < n)[None, :]
-  # pos is an involution, so "c is r's positive" <=> "r is c's positive".
-  is_pos = None if pos_t is None else (pos_t[i][:, None] == cj[None, :])
-  return jnp.where(valid, s, -jnp.inf), valid, is_pos
+  return s, valid, jnp.where(valid, jnp.exp(s - shift), 0.0)
 
 
-def _sym_lse_fwd_impl(u, pos_idx, rows, with_stats):
+def _row_col_sums(x: Array, i: Array, j: Array) -> tuple[Array, Array]:
+  """Sums of tile x [R, R] for the rows of block i and (off-diagonal) of block j."""
+  ones = jnp.ones((x.shape[0],), jnp.float32)
+  col = jnp.dot(ones, x, preferred_element_type=jnp.float32)
+  return jnp.dot(x, ones, preferred_element_type=jnp.float32), jnp.where(i != j, col, 0.0)
+
+
+def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
   """lse_i = logsumexp_{j != i} u_i . u_j over upper-triangular tiles."""
   n, d = u.shape
   nb = _num_blocks(n, rows)
   u_t = _pad_rows(u, nb * rows).reshape(nb, rows, d)
   pos_t = _pad_rows(pos_idx, nb * rows, -1).reshape(nb, rows)
   ii, jj = _tile_pairs(nb)
-  neg_inf = _match_vma(jnp.full((nb, rows), -jnp.inf, jnp.float32), u, pos_idx)
-  zeros = _match_vma(jnp.zeros((nb, rows), jnp.float32), u, pos_idx)
+
+  def add(x, i, j, tile_sums):
+    r, c = tile_sums
+    return x.at[i].add(r).at[j].add(c)
 
   def step(carry, ij):
     i, j = ij
-    m, l = carry[0], carry[1]
-    st = carry[2] if with_stats else None
-    s, valid, is_pos = _sym_tile(u_t, i, j, n, pos_t if with_stats else None)
-    # Rows of block i.
-    sti = None if st is None else (st[0][i], st[1][i])
-    mi, li, sti = _online_update(m[i], l[i], s, 1, sti, valid, is_pos)
-    m, l = m.at[i].set(mi), l.at[i].set(li)
-    if st is not None:
-      st = (st[0].at[i].set(sti[0]), st[1].at[i].set(sti[1]))
-    # Rows of block j, from the transposed tile; a diagonal tile is done.
-    off = i != j
-    stj = None if st is None else (st[0][j], st[1][j])
-    mj, lj, stj_new = _online_update(m[j], l[j], s, 0, stj, valid, is_pos)
-    m = m.at[j].set(jnp.where(off, mj, m[j]))
-    l = l.at[j].set(jnp.where(off, lj, l[j]))
-    if st is not None:
-      st = tuple(x.at[j].set(jnp.where(off, y, x[j])) for x, y in zip(st, stj_new))
-      return (m, l, st), None
-    return (m, l), None
+    s, valid, e = _sym_tile(u_t, i, j, n, shift)
+    l = add(carry[0], i, j, _row_col_sums(e, i, j))
+    if not with_stats:
+      return (l,), None
+    # pos is an involution, so "c is r's positive" <=> "r is c's positive".
+    is_pos = pos_t[i][:, None] == (j * rows + jnp.arange(rows, dtype=jnp.int32))[None, :]
+    w = add(carry[1], i, j, _row_col_sums(e * jnp.where(valid, s, 0.0), i, j))
+    neg = jnp.where(valid & ~is_pos, s, -jnp.inf)
+    neg_max = carry[2].at[i].max(jnp.max(neg, axis=1)).at[j].max(jnp.max(neg, axis=0))
+    return (l, w, neg_max), None
 
-  init = (neg_inf, zeros, (zeros, neg_inf)) if with_stats else (neg_inf, zeros)
+  zeros = _match_vma(jnp.zeros((nb, rows), jnp.float32), u, shift, pos_idx)
+  neg_inf = _match_vma(jnp.full((nb, rows), -jnp.inf, jnp.float32), u, shift, pos_idx)
+  init = (zeros, zeros, neg_inf) if with_stats else (zeros,)
   carry, _ = jax.lax.scan(step, init, (ii, jj))
-  lse = (carry[0] + jnp.log(carry[1])).reshape(-1)[:n]
+  l = carry[0].reshape(-1)[:n]
+  lse = shift + jnp.log(l)
   if not with_stats:
     return lse, ()
-  w, neg_max = (x.reshape(-1)[:n] for x in carry[2])
-  return lse, (neg_max, w / carry[1].reshape(-1)[:n])
+  w, neg_max = (x.reshape(-1)[:n] for x in carry[1:])
+  return lse, (neg_max, w / l)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _sym_chunked_lse(u, pos_idx, rows, with_stats):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _sym_chunked_lse(u, shift, pos_idx, rows, with_stats):
   """lse_i = logsumexp_{j != i} u_i . u_j without building U U^T.
 
   Args:
-    u: [N, D] float32 rows (unit embeddings times sqrt(1 / temperature)).
+    u: [N, D] float32 rows, unit embeddings times sqrt(1 / temperature).
+    shift: float32 scalar >= every |u_i . u_j| (1 / temperature), with
+      exp(-2 * shift) a normal float32.
     pos_idx: [N] int32 positive column per row, an involution (stats only).
     rows: static tile size.
     with_stats: static; also return metric statistics (no gradient).
@@ -383,40 +395,39 @@ def _sym_chunked_lse(u, pos_idx, rows, with_stats):
   Returns:
     (lse [N], stats) as ``_chunked_lse``.
   """
-  return _sym_lse_fwd_impl(u, pos_idx, rows, with_stats)
+  return _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats)
 
 
-def _sym_chunked_lse_fwd(u, pos_idx, rows, with_stats):
-  out = _sym_lse_fwd_impl(u, pos_idx, rows, with_stats)
-  return out, (u, out[0])
+def _sym_chunked_lse_fwd(u, shift, pos_idx, rows, with_stats):
+  out = _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats)
+  return out, (u, shift, out[0])
 
 
 def _sym_chunked_lse_bwd(rows, with_stats, res, cts):
   del with_stats
-  u, lse = res
+  u, shift, lse = res
   g = cts[0]
   n, d = u.shape
   nb = _num_blocks(n, rows)
   u_t = _pad_rows(u, nb * rows).reshape(nb, rows, d)
-  lse_t = _pad_rows(lse, nb * rows).reshape(nb, rows)
-  g_t = _pad_rows(g, nb * rows).reshape(nb, rows)
+  # softmax_rc = e_rc * exp(shift - lse_r); fold g_r into that row factor.
+  a_t = _pad_rows(g * jnp.exp(shift - lse), nb * rows).reshape(nb, rows)
   ii, jj = _tile_pairs(nb)
 
   def step(du, ij):
     i, j = ij
-    s, _, _ = _sym_tile(u_t, i, j, n, None)
+    _, _, e = _sym_tile(u_t, i, j, n, shift)
     # d(sum_r g_r lse_r)/dU = (A + A^T) U with A_rc = g_r softmax_rc; the
     # (i, j) tile of A + A^T is w below, the (j, i) tile is w^T.
-    w = (jnp.exp(s - lse_t[i][:, None]) * g_t[i][:, None]
-         + jnp.exp(s - lse_t[j][None, :]) * g_t[j][None, :])
-    w = w * jnp.where(i == j, 0.5, 1.0)  # A diagonal tile is visited once.
+    w = e * (a_t[i][:, None] + a_t[j][None, :]) * jnp.where(i == j, 0.5, 1.0)
     du = du.at[i].add(jnp.dot(w, u_t[j], preferred_element_type=jnp.float32))
     du = du.at[j].add(jnp.dot(w.T, u_t[i], preferred_element_type=jnp.float32))
     return du, None
 
   du0 = _match_vma(jnp.zeros((nb, rows, d), jnp.float32), u, lse, g)
   du, _ = jax.lax.scan(step, du0, (ii, jj))
-  return du.reshape(-1, d)[:n].astype(u.dtype), None
+  # The shift is a constant bound, not a parameter: no gradient flows to it.
+  return du.reshape(-1, d)[:n].astype(u.dtype), jnp.zeros_like(shift), None
 
 
 _sym_chunked_lse.defvjp(_sym_chunked_lse_fwd, _sym_chunked_lse_bwd)
@@ -425,6 +436,13 @@ _sym_chunked_lse.defvjp(_sym_chunked_lse_fwd, _sym_chunked_lse_bwd)
 # ----------------------------------------------------------------------------
 # The shared core.
 # ----------------------------------------------------------------------------
+
+
+def _fixed_shift_ok(temperature: Any) -> bool:
+  try:
+    return float(temperature) >= _MIN_FIXED_SHIFT_TEMPERATURE
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return False  # A traced temperature cannot bound the logits at trace time.
 
 
 def _contrastive_core(
@@ -444,7 +462,8 @@ def _contrastive_core(
     chunk_size: None for the dense path, else the tile size.
     with_metrics: also return local (per-device) metric means.
     symmetric: columns is anchors and self_idx is arange(N) (single-device
-      NT-Xent); the chunked path then visits each symmetric tile pair once.
+      NT-Xent); the chunked path then visits each symmetric tile pair once
+      (when the temperature is a number >= _MIN_FIXED_SHIFT_TEMPERATURE).
 
   Returns:
     (loss, metrics): loss is the float32 scalar mean over the N anchors;
@@ -469,9 +488,10 @@ def _contrastive_core(
       neg_max = jnp.max(jnp.where(col_ids[None, :] == pos_idx[:, None], -jnp.inf, sl), axis=-1)
       probs = jax.nn.softmax(sl, axis=-1)
       expected_logit = jnp.sum(probs * jnp.where(valid, sl, 0.0), axis=-1)
-  elif symmetric:
-    u = anchors * jnp.sqrt(1.0 / jnp.asarray(temperature, jnp.float32))
-    lse, stats = _sym_chunked_lse(u, pos_idx, min(chunk_size, n), with_metrics)
+  elif symmetric and _fixed_shift_ok(temperature):
+    inv_t = 1.0 / float(temperature)
+    u = anchors * jnp.float32(np.sqrt(inv_t))
+    lse, stats = _sym_chunked_lse(u, jnp.float32(inv_t), pos_idx, min(chunk_size, n), with_metrics)
   else:
     rows = min(chunk_size, n)
     cols_chunk = min(chunk_size, m_cols)

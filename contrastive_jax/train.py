@@ -21,7 +21,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from typing import Any, Callable
 
@@ -62,7 +61,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int,
       head_layers=m.head_layers, proj_dim=m.proj_dim,
       num_probe_classes=num_classes if m.online_probe else 0, axis_name=axis_name,
       bn_momentum=m.bn_momentum, zero_init_residual=m.zero_init_residual,
-      dtype=jnp.dtype(m.dtype), base_width=m.base_width)
+      dtype=jnp.dtype(m.dtype), base_width=m.base_width, conv_impl=m.get("conv_impl", "xla"))
 
 
 def augment_config(config: ml_collections.ConfigDict) -> augment_lib.SimCLRAugment:
@@ -373,20 +372,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 # ----------------------------------------------------------------------------- command line
 
 
-def main(argv: list[str]) -> None:
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags_ = flags.FLAGS
-  parallel.initialize_distributed(flags_.coordinator_address, flags_.num_processes, flags_.process_id)
-  try:
-    summary = train_and_evaluate(flags_.config, flags_.workdir)
-  except (data_lib.DatasetUnavailableError, ValueError, NonFiniteLossError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(1)
-  if jax.process_index() == 0:
-    print(json.dumps({"summary": summary}), flush=True)
+def _train_summary(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  return {"summary": train_and_evaluate(config, workdir)}
 
 
 if __name__ == "__main__":
   from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
-  cli.run(main)
+  cli.run(_train_summary, (data_lib.DatasetUnavailableError, ValueError, NonFiniteLossError), indent=None)

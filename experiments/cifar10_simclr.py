@@ -38,6 +38,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.proj_dim = 128
   config.model.bn_momentum = 0.9
   config.model.zero_init_residual = False
+  config.model.conv_impl = "auto"   # im2col + GEMM on CPUs (docs/performance.md), XLA convs elsewhere
   config.model.dtype = "float32"     # compute dtype; bfloat16 on accelerators
   config.model.online_probe = True   # linear probe on stop_gradient(h), as SimCLR TF2
 

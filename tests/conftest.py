@@ -24,7 +24,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pathlib  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 SHARED_CIFAR10 = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 
@@ -41,3 +43,19 @@ def cifar10_dir() -> pathlib.Path:
   if not (SHARED_CIFAR10 / "train").is_dir():
     pytest.skip(f"real CIFAR-10 not found at {SHARED_CIFAR10} (../shared/data/cifar10 beside the repo)")
   return SHARED_CIFAR10
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> pathlib.Path:
+  """A tiny synthetic `split/class/*.jpg` folder: 4 colour classes with noise, 16 train / 8 test each."""
+  root = tmp_path_factory.mktemp("image_folder")
+  rng = np.random.default_rng(0)
+  colours = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])
+  for split, n in (("train", 16), ("test", 8)):
+    for c, colour in enumerate(colours):
+      d = root / split / f"class{c}"
+      d.mkdir(parents=True)
+      for i in range(n):
+        img = np.clip(colour + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(d / f"{i:03d}.jpg")
+  return root

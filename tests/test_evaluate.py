@@ -5,7 +5,6 @@ import pathlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from contrastive_jax import cli
 from contrastive_jax import evaluate
@@ -81,23 +80,8 @@ def test_workdir_without_checkpoints_is_an_error(tmp_path):
     evaluate.load_model(_config(), str(tmp_path), num_classes=4, image_size=32)
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-  root = tmp_path_factory.mktemp("evalfolder")
-  rng = np.random.default_rng(0)
-  for split, n in (("train", 16), ("test", 8)):
-    for c in range(4):
-      d = root / split / f"c{c}"
-      d.mkdir(parents=True)
-      for i in range(n):
-        colour = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]][c])
-        img = np.clip(colour + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(d / f"{i:02d}.jpg")
-  return root
-
-
-def test_eval_json_contract(folder, tmp_path):
-  config = _config(**{"data.image_folder": str(folder), "num_steps": 2, "eval.finetune_fractions": (0.5,),
+def test_eval_json_contract(image_folder, tmp_path):
+  config = _config(**{"data.image_folder": str(image_folder), "num_steps": 2, "eval.finetune_fractions": (0.5,),
                       "eval.finetune_epochs": 1})
   train_lib.train_and_evaluate(config, str(tmp_path))
   results = evaluate.run_evaluation(config, str(tmp_path))
@@ -113,5 +97,5 @@ def test_eval_json_contract(folder, tmp_path):
   settings = saved["settings"]
   assert settings["num_train_examples"] == 64 and settings["num_test_examples"] == 32
   assert settings["knn_k"] == config.eval.knn_k and settings["linear_epochs"] == config.eval.linear_epochs
-  # Each class of this folder has its own colour: raw pixels must beat chance (0.25) clearly.
+  # Each class of this image_folder has its own colour: raw pixels must beat chance (0.25) clearly.
   assert saved["pixels_knn_top1"] > 0.5

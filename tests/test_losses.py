@@ -191,6 +191,22 @@ def test_chunked_matches_dense(b, chunk):
     assert _rel_err(x, y) < 1e-5
 
 
+@pytest.mark.parametrize("temperature", [0.026, 0.02])
+def test_symmetric_fixed_shift_path_at_its_temperature_limit(temperature):
+  # Single-device chunked NT-Xent shifts every logit by 1/T instead of a
+  # running max when T >= 0.025 (else it takes the online path). Antipodal
+  # views put logits at -1/T, the worst case for that shift.
+  z1 = _rand(16, 6, 5)
+  z2 = -z1
+  fn = functools.partial(nt_xent, temperature=temperature)
+  ref, r1, r2, _ = np_nt_xent(z1, z2, temperature)
+  loss, (g1, g2) = jax.jit(jax.value_and_grad(
+      functools.partial(fn, chunk_size=4), argnums=(0, 1)))(z1, z2)
+  chex.assert_tree_all_finite((loss, g1, g2))
+  np.testing.assert_allclose(loss, ref, rtol=1e-5)
+  assert _rel_err(g1, r1) < 1e-4 and _rel_err(g2, r2) < 1e-4
+
+
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_metrics_vs_numpy(chunk):
   # Correlated views so that some (not all) anchors are correct.

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from contrastive_jax.models.resnet import ResNet, _check_depth_width
+from contrastive_jax.models.resnet import ResNet, _check_conv_impl, _check_depth_width
 
 Array = Any
 Dtype = Any
@@ -119,10 +119,12 @@ class SimCLRModel(nn.Module):
   zero_init_residual: bool = False
   dtype: Dtype = jnp.float32
   base_width: int = 64
+  conv_impl: str = "xla"
 
   def __post_init__(self):
     # Fail at construction rather than at init (submodules are built lazily).
     _check_depth_width(self.depth, self.width_multiplier, self.base_width)
+    _check_conv_impl(self.conv_impl)
     if not _is_int(self.head_layers) or self.head_layers < 1:
       raise ValueError(f"SimCLRModel head_layers must be an int >= 1 (v1: 2, v2: 3), got {self.head_layers!r}.")
     if not _is_int(self.num_probe_classes) or self.num_probe_classes < 0:
@@ -137,7 +139,8 @@ class SimCLRModel(nn.Module):
     self.encoder = ResNet(
         self.depth, width_multiplier=self.width_multiplier, cifar_stem=self.cifar_stem,
         axis_name=self.axis_name, bn_momentum=self.bn_momentum,
-        zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width)
+        zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width,
+        conv_impl=self.conv_impl)
     self.head = ProjectionHead(
         num_layers=self.head_layers, hidden_dim=None, out_dim=self.proj_dim,
         axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype)

@@ -1,0 +1,307 @@
+"""Throughput and MFU of the full SimCLR train step on synthetic data.
+
+The step is exactly the one training runs (`train.make_train_step` under
+`train.distribute`): on-device augmentation of two views, encoder, projection
+head, NT-Xent with negatives gathered from every device, the online probe, the
+LARS update and the BN statistics. Input is random uint8 images, so no dataset
+is needed.
+
+  python tools/benchmark.py --config experiments/cifar10_simclr.py --config.batch_size=64 --steps=5
+  python tools/benchmark.py --config experiments/imagenet_simclr.py --config.batch_size=256 \\
+      --config.data.host_crop=False --steps=10          # on a GPU
+  python tools/benchmark.py --config ... --devices=8     # 8 host CPU devices (set before JAX starts)
+
+Readable lines first; the LAST line is one JSON object:
+  pairs_per_sec, views_per_sec     source images (pairs) and views per second (median step time)
+  flops_per_step                   model FLOPs: XLA's cost analysis of the step with XLA convolutions
+                                   (which counts only the multiply-adds on real, unpadded inputs), summed
+                                   over devices; the same for every conv_impl, so MFUs compare
+  executed_flops_per_step          the cost analysis of the program that ran (im2col also multiplies the
+                                   zero padding, so it executes more)
+  achieved_flops_per_sec           flops_per_step / median step time
+  peak_flops_per_sec               a large matmul in the model dtype on the same devices (on CPU the
+                                   devices share the host's cores, so it is measured once, not per device)
+  mfu                              achieved / peak
+  peak_memory_bytes                GPU/TPU: max peak_bytes_in_use over devices; CPU: the compiled step's
+                                   temp + arguments + outputs - aliased (per device); null if unknown
+and the configuration (model, batch, devices, dtype, backend, device kind, XLA flags).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file (ml_collections), path.py or path.py:preset; override with --config.x=y.",
+    lock_config=True)
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
+_DEVICES = flags.DEFINE_integer(
+    "devices", 0, "Devices to use (0: all). On CPU, N > 1 splits the host into N XLA devices "
+    "(--xla_force_host_platform_device_count, set before JAX initialises).")
+_CONV_IMPL = flags.DEFINE_string(
+    "conv_impl", "", "ResNet convolution lowering: xla, im2col or auto ('' = config.model.conv_impl if the "
+    "config has it, else the model default).")
+_DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step (as training does).")
+_XLA_FLAGS = flags.DEFINE_string("xla_flags", "", "Extra XLA_FLAGS, appended before JAX initialises.")
+_PEAK_SIZE = flags.DEFINE_integer("peak_size", 0, "Matmul size n for the peak (n x n @ n x n); 0: 4096 on CPU, "
+                                  "8192 elsewhere.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "Online-probe classes (0: from config.data.dataset).")
+_JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON result to this file.")
+_HUGEPAGES = flags.DEFINE_bool(
+    "hugepages", True, "On Linux, re-run this process with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 so that "
+    "glibc backs large allocations (XLA:CPU's per-step temporaries) with transparent huge pages; with 4 KiB "
+    "pages every step page-faults its fresh temporaries in again.")
+
+_HUGETLB = "glibc.malloc.hugetlb=1"
+
+_DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet2012": 1000, "imagenette": 10}
+
+
+def _maybe_reexec_with_hugepages() -> None:
+  """Re-exec with glibc's THP tunable; glibc reads tunables only at process start."""
+  if not _HUGEPAGES.value or not sys.platform.startswith("linux"):
+    return
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  if "glibc.malloc.hugetlb" in tunables:
+    return
+  try:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="utf-8") as f:
+      if "[never]" in f.read():
+        return
+  except OSError:
+    return
+  env = dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, _HUGETLB) if t))
+  os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def _setup_env() -> None:
+  """XLA flags must be in the environment before the backend starts."""
+  extra = []
+  if _DEVICES.value > 1:
+    extra.append(f"--xla_force_host_platform_device_count={_DEVICES.value}")
+  if _XLA_FLAGS.value:
+    extra.append(_XLA_FLAGS.value)
+  if extra:
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cost_flops(stage: Any) -> float | None:
+  """'flops' of a jax Lowered or Compiled stage's cost analysis, per device."""
+  cost = stage.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+    cost = cost[0] if cost else None
+  if not cost or "flops" not in cost:
+    return None
+  return float(cost["flops"])
+
+
+def _memory_bytes(compiled: Any, devices: list[Any]) -> tuple[int | None, str | None]:
+  """Peak memory: the allocator's high-water mark where reported, else XLA's static analysis."""
+  stats = [d.memory_stats() for d in devices] if devices[0].platform != "cpu" else []
+  peaks = [s.get("peak_bytes_in_use") for s in stats if s]
+  if peaks and all(p is not None for p in peaks):
+    return int(max(peaks)), "device.memory_stats peak_bytes_in_use (max over devices)"
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    m = None
+  if m is None:
+    return None, None
+  total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+  return int(total), "compiled.memory_analysis temp + arguments + outputs - aliased (per device)"
+
+
+def peak_matmul_flops(device: Any, dtype: Any, n: int, repeats: int = 3) -> float:
+  """Best FLOP/s of an n x n matmul in `dtype` on `device` (2 n^3 flops per product)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  k1, k2 = jax.random.split(jax.random.key(0))
+  a = jax.device_put(jax.random.normal(k1, (n, n), jnp.float32).astype(dtype), device)
+  b = jax.device_put(jax.random.normal(k2, (n, n), jnp.float32).astype(dtype), device)
+  mm = jax.jit(jnp.matmul)
+  jax.block_until_ready(mm(a, b))
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(mm(a, b))
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n ** 3 / best
+
+
+def _synthetic_batch(config: Any, batch: int, image_size: int, num_classes: int) -> dict[str, Any]:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  shape = (batch, 2, image_size, image_size, 3) if config.data.host_crop else (batch, image_size, image_size, 3)
+  return {"image": rng.integers(0, 256, shape, dtype=np.uint8),
+          "label": rng.integers(0, num_classes, (batch,), dtype=np.int32),
+          "index": np.arange(batch, dtype=np.int32)}
+
+
+def run(config: Any) -> dict[str, Any]:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import train  # pylint: disable=g-import-not-at-top
+  from contrastive_jax.models.resnet import resolve_conv_impl  # pylint: disable=g-import-not-at-top
+
+  devices = jax.devices()
+  if _DEVICES.value:
+    if _DEVICES.value > len(devices):
+      raise ValueError(f"--devices={_DEVICES.value} but only {len(devices)} devices: {devices}")
+    devices = devices[:_DEVICES.value]
+  mesh = parallel.make_data_mesh(devices)
+  parallel.check_batch_divisible(config.batch_size, mesh.size)
+  backend = devices[0].platform
+  num_classes = _NUM_CLASSES.value or _DATASET_CLASSES.get(config.data.dataset, 10)
+
+  model = train.create_model(config, num_classes)
+  conv_impl = _CONV_IMPL.value or config.model.get("conv_impl", None) or model.conv_impl
+  if model.conv_impl != conv_impl:
+    model = model.clone(conv_impl=conv_impl)
+  # Only the schedule depends on the dataset size; use a CIFAR-sized epoch.
+  tx, schedule = train.create_optimizer(config, num_examples=max(config.data.num_train_examples, 50_000))
+  aug = train.augment_config(config)
+  image_shape = (aug.image_size, aug.image_size, 3)
+  state = jax.jit(functools.partial(train.init_state, model, tx, image_shape=image_shape),
+                  out_shardings=parallel.replicated_sharding(mesh))(train.init_key(config.seed))
+  batch = parallel.host_local_to_global(
+      _synthetic_batch(config, config.batch_size, aug.image_size, num_classes), mesh)
+  key = jax.random.key(config.seed)
+  def make_step(model):
+    return train.distribute(
+        train.make_train_step(model, tx, schedule, aug, temperature=config.temperature,
+                              chunk_size=config.loss_chunk_size or None), mesh, donate=_DONATE.value)
+
+  t0 = time.perf_counter()
+  compiled = make_step(model).lower(state, batch, key).compile()
+  compile_s = time.perf_counter() - t0
+  executed_flops_per_device = _cost_flops(compiled)
+  # Model FLOPs from the XLA-convolution program (lowered only; conv_impl changes no parameter).
+  flops_per_device = _cost_flops(make_step(model.clone(conv_impl="xla")).lower(state, batch, key))
+
+  for _ in range(_WARMUP.value):
+    state, metrics = compiled(state, batch, key)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(_STEPS.value):
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, batch, key)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t0)
+  loss = float(metrics["loss"])
+  median = statistics.median(times)
+  mem, mem_source = _memory_bytes(compiled, devices)
+
+  dtype = jnp.dtype(config.model.dtype)
+  n = _PEAK_SIZE.value or (4096 if backend == "cpu" else 8192)
+  peak_one = peak_matmul_flops(devices[0], dtype, n)
+  # CPU "devices" are slices of one host sharing its cores: the host's peak is the peak.
+  peak = peak_one if backend == "cpu" else peak_one * len(devices)
+  flops = flops_per_device * len(devices) if flops_per_device is not None else None
+  executed = executed_flops_per_device * len(devices) if executed_flops_per_device is not None else None
+  achieved = flops / median if flops is not None else None
+  m = config.model
+  return {
+      "pairs_per_sec": config.batch_size / median,
+      "views_per_sec": 2 * config.batch_size / median,
+      "flops_per_step": flops,
+      "executed_flops_per_step": executed,
+      "achieved_flops_per_sec": achieved,
+      "peak_flops_per_sec": peak,
+      "mfu": achieved / peak if achieved is not None else None,
+      "peak_memory_bytes": mem,
+      "peak_memory_source": mem_source,
+      "host_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      "step_time_s_median": median,
+      "step_time_s_mean": statistics.fmean(times),
+      "step_time_s_min": min(times),
+      "compile_s": compile_s,
+      "steps": _STEPS.value,
+      "warmup": _WARMUP.value,
+      "loss": loss,
+      "depth": m.depth,
+      "width_multiplier": m.width_multiplier,
+      "base_width": m.base_width,
+      "cifar_stem": m.cifar_stem,
+      "conv_impl": model.conv_impl,
+      "conv_impl_resolved": resolve_conv_impl(model.conv_impl),
+      "dtype": str(dtype),
+      "image_size": aug.image_size,
+      "host_crop": bool(config.data.host_crop),
+      "loss_chunk_size": config.loss_chunk_size,
+      "batch_size": config.batch_size,
+      "batch_per_device": config.batch_size // len(devices),
+      "devices": len(devices),
+      "backend": backend,
+      "device_kind": devices[0].device_kind,
+      "peak_matmul_n": n,
+      "donate": _DONATE.value,
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+      "jax_version": jax.__version__,
+      "cpu_count": os.cpu_count(),
+      "machine": platform.machine(),
+      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+  }
+
+
+def _si(x: float | None, unit: str) -> str:
+  if x is None:
+    return "n/a"
+  for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+    if abs(x) >= scale:
+      return f"{x / scale:.2f} {prefix}{unit}"
+  return f"{x:.2f} {unit}"
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  _maybe_reexec_with_hugepages()
+  _setup_env()
+  config = _CONFIG.value
+  r = run(config)
+  print(f"{r['backend']} x{r['devices']} ({r['device_kind']}), jax {r['jax_version']}, "
+        f"XLA_FLAGS='{r['xla_flags']}', GLIBC_TUNABLES='{r['glibc_tunables']}'")
+  print(f"ResNet-{r['depth']} (width x{r['width_multiplier']}, base {r['base_width']}, "
+        f"{'CIFAR' if r['cifar_stem'] else 'ImageNet'} stem, conv {r['conv_impl_resolved']}) {r['dtype']}, "
+        f"{r['image_size']} px, batch {r['batch_size']} ({r['batch_per_device']}/device), "
+        f"donate={r['donate']}")
+  print(f"compile {r['compile_s']:.1f} s; step median {r['step_time_s_median'] * 1e3:.1f} ms, "
+        f"mean {r['step_time_s_mean'] * 1e3:.1f} ms, min {r['step_time_s_min'] * 1e3:.1f} ms "
+        f"over {r['steps']} steps (after {r['warmup']} warm-up); loss {r['loss']:.4f}")
+  print(f"{r['pairs_per_sec']:.1f} pairs/s ({r['views_per_sec']:.1f} views/s); "
+        f"{_si(r['flops_per_step'], 'FLOP')}/step (executed {_si(r['executed_flops_per_step'], 'FLOP')}), "
+        f"{_si(r['achieved_flops_per_sec'], 'FLOP/s')} achieved, "
+        f"peak ({r['peak_matmul_n']}^2 matmul) {_si(r['peak_flops_per_sec'], 'FLOP/s')}, "
+        f"MFU {r['mfu'] if r['mfu'] is None else round(r['mfu'], 3)}")
+  mem = r["peak_memory_bytes"]
+  print(f"peak memory {'n/a' if mem is None else f'{mem / 2**30:.2f} GiB'} ({r['peak_memory_source']})",
+        flush=True)
+  line = json.dumps(r)
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, "w", encoding="utf-8") as f:
+      f.write(line + "\n")
+  print(line, flush=True)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# One prepared GPU check (issue 7), at most ~8 minutes on one H100; JSON results in $OUT.
+#
+#   1. ResNet-50, 224 px, bf16, batch 256: views/s and MFU (tools/benchmark.py; the MFU there is
+#      against a measured 8192^2 bf16 matmul; summary.json adds the MFU against the card's nominal
+#      dense bf16 peak, 989.4 TFLOP/s for an H100 SXM).
+#   2. ResNet-18 CIFAR, batch 512: views/s (bf16, then float32 if time is left).
+#   3. Chunked NT-Xent, forward + backward, 2N = 65,536 and 262,144 (B per view 32,768 and 131,072):
+#      time and peak GPU memory (peak_bytes_in_use, one process per size).
+#
+# Usage (repository root):
+#   tools/gpu_check.sh              # on the GPU machine; OUT defaults to ./gpu_check_out
+#   tools/gpu_check.sh --dry-run    # or SMALL=1: tiny sizes on the CPU, to check the script itself
+#
+# Packages: the GPU image has jax (CUDA), flax, optax, chex, absl-py, orbax, but not ml_collections
+# or dm-pix, and it cannot download. Carry them as wheels in .whl/ (ignored by git via
+# .git/info/exclude), made here with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl ml_collections==1.1.0 dm-pix==0.4.5
+# and pass carry=[".whl"]; this script installs them into /tmp/site when they do not import.
+# If jax itself is missing there, its CUDA wheels (jax, jaxlib, jax-cuda12-plugin, jax-cuda12-pjrt
+# and the nvidia-* wheels they require) must be carried the same way; they exceed the 64 MiB carry
+# limit, so in practice the image's own jax is required.
+
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+DRY=0
+if [[ "${1:-}" == "--dry-run" || "${SMALL:-0}" == "1" ]]; then DRY=1; fi
+OUT="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+# Keep JAX from pre-allocating 75% of the card, so peak_bytes_in_use is what the program used.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+BUDGET_S="${BUDGET_S:-470}"   # stop starting new items after this many seconds
+START=$SECONDS
+LOG="$OUT/gpu_check.log"
+: > "$LOG"
+
+log() { echo "[gpu_check +$((SECONDS - START))s] $*" | tee -a "$LOG"; }
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+
+# ------------------------------------------------------------------ environment
+if (( DRY )); then
+  export JAX_PLATFORMS=cpu
+  log "dry run: CPU, tiny sizes"
+fi
+if ! "$PY" -c 'import ml_collections, dm_pix' >/dev/null 2>&1; then
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    log "installing carried wheels: $(ls .whl | tr '\n' ' ')"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      .whl/*.whl 2>&1 | tee -a "$LOG"
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    log "ml_collections / dm_pix missing and no .whl/ carried: see the header of this script"
+  fi
+fi
+if ! "$PY" -c 'import jax; print(jax.__version__, jax.devices())' 2>&1 | tee "$OUT/jax_devices.txt" | tee -a "$LOG"; then
+  log "jax does not import: carry its wheels in .whl/ (see the header); stopping"
+  exit 1
+fi
+if ! "$PY" -c 'import ml_collections, dm_pix, flax, optax, chex' 2>&1 | tee -a "$LOG"; then
+  log "a Python dependency is missing (above); stopping"
+  exit 1
+fi
+BACKEND=$("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)
+if (( ! DRY )) && [[ "$BACKEND" != "gpu" ]]; then
+  log "jax backend is '$BACKEND', not gpu; stopping (use --dry-run on a CPU)"
+  exit 1
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
+
+# ------------------------------------------------------------------ benchmarks
+# run NAME LIMIT_S ARGS...: one tools/benchmark.py run, JSON in $OUT/NAME.json, output in $OUT/NAME.log.
+run() {
+  local name=$1 limit=$2; shift 2
+  local avail; avail=$(left)
+  if (( avail < 30 )); then log "skip $name: ${avail}s of budget left"; return; fi
+  (( limit > avail )) && limit=$avail
+  log "start $name (limit ${limit}s)"
+  timeout "$limit" "$PY" tools/benchmark.py "$@" --json_out="$OUT/$name.json" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  log "end $name rc=$rc: $(grep -E 'pairs/s' "$OUT/$name.log" | tail -1)"
+}
+
+if (( DRY )); then
+  R50=(--config experiments/imagenet_simclr.py --config.batch_size=4 --config.data.host_crop=False
+       --config.augment.image_size=64 --config.model.base_width=8 --steps=1 --warmup=1 --peak_size=256)
+  R18=(--config experiments/cifar10_simclr.py --config.batch_size=8 --config.model.base_width=8
+       --steps=1 --warmup=1 --peak_size=256)
+  LOSS_SIZES="512 1024"; LOSS_CHUNK=256
+else
+  R50=(--config experiments/imagenet_simclr.py --config.batch_size=256 --config.data.host_crop=False
+       --config.augment.image_size=224 --config.model.dtype=bfloat16 --steps=10 --warmup=2)
+  R18=(--config experiments/cifar10_simclr.py --config.batch_size=512 --steps=20 --warmup=2)
+  LOSS_SIZES="32768 131072"; LOSS_CHUNK=4096
+fi
+
+run resnet50_224_bf16_b256 200 "${R50[@]}"
+run resnet18_cifar_bf16_b512 100 "${R18[@]}" --config.model.dtype=bfloat16
+run resnet18_cifar_f32_b512 70 "${R18[@]}" --config.model.dtype=float32
+
+# ------------------------------------------------------------------ chunked loss
+for B in $LOSS_SIZES; do
+  avail=$(left)
+  if (( avail < 20 )); then log "skip loss B=$B: ${avail}s of budget left"; continue; fi
+  limit=$(( avail < 90 ? avail : 90 ))
+  log "start loss B=$B per view (2N=$((2 * B))), chunk $LOSS_CHUNK (limit ${limit}s)"
+  timeout "$limit" "$PY" - "$B" "$LOSS_CHUNK" "$OUT/loss_2N_$((2 * B)).json" > "$OUT/loss_2N_$((2 * B)).log" 2>&1 <<'EOF'
+import json, statistics, sys, time
+import jax, jax.numpy as jnp
+sys.path.insert(0, ".")
+from contrastive_jax.losses import nt_xent
+
+b, chunk, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+f = jax.jit(jax.value_and_grad(lambda z1, z2: nt_xent(z1, z2, temperature=0.1, chunk_size=chunk), argnums=(0, 1)))
+k1, k2 = jax.random.split(jax.random.key(0))
+z1 = jax.random.normal(k1, (b, 128), jnp.float32)
+z2 = z1 + 0.5 * jax.random.normal(k2, (b, 128), jnp.float32)
+t0 = time.perf_counter()
+compiled = f.lower(z1, z2).compile()
+compile_s = time.perf_counter() - t0
+mem = compiled.memory_analysis()
+t0 = time.perf_counter()
+loss, _ = jax.block_until_ready(compiled(z1, z2))
+first_s = time.perf_counter() - t0
+times = []
+for _ in range(3 if first_s < 20 else 0):
+  t0 = time.perf_counter()
+  jax.block_until_ready(compiled(z1, z2))
+  times.append(time.perf_counter() - t0)
+dev = jax.devices()[0]
+stats = dev.memory_stats() or {}
+r = {"b_per_view": b, "two_n": 2 * b, "dim": 128, "chunk_size": chunk, "temperature": 0.1,
+     "fwd_bwd_s_median": statistics.median(times) if times else first_s, "first_run_s": first_s,
+     "compile_s": compile_s, "loss": float(loss), "temp_bytes": mem.temp_size_in_bytes if mem else None,
+     "peak_bytes_in_use": stats.get("peak_bytes_in_use"), "device_kind": dev.device_kind,
+     "backend": dev.platform, "jax_version": jax.__version__}
+print(json.dumps(r))
+with open(out, "w") as fh:
+  fh.write(json.dumps(r) + "\n")
+EOF
+  log "end loss B=$B rc=$?: $(tail -1 "$OUT/loss_2N_$((2 * B)).log")"
+done
+
+# ------------------------------------------------------------------ summary
+"$PY" - "$OUT" <<'EOF' 2>&1 | tee -a "$LOG"
+import glob, json, os, sys
+out = sys.argv[1]
+nominal = {"H100": 989.4e12, "H200": 989.4e12}  # dense bf16 tensor-core peak, SXM (NVIDIA datasheet)
+summary = {}
+for path in sorted(glob.glob(os.path.join(out, "*.json"))):
+  name = os.path.basename(path)[:-5]
+  if name == "summary":
+    continue
+  try:
+    with open(path) as fh:
+      r = json.loads(fh.read().strip().splitlines()[-1])
+  except (OSError, ValueError, IndexError):
+    continue
+  if "views_per_sec" in r:
+    peak = next((v for k, v in nominal.items() if k in str(r.get("device_kind", ""))), None)
+    if peak and r.get("achieved_flops_per_sec") and r.get("dtype") == "bfloat16":
+      r["mfu_vs_nominal_bf16_peak"] = r["achieved_flops_per_sec"] / (peak * r["devices"])
+      r["nominal_bf16_peak_flops_per_sec"] = peak
+  summary[name] = r
+with open(os.path.join(out, "summary.json"), "w") as fh:
+  json.dump(summary, fh, indent=1)
+for name, r in summary.items():
+  keys = ("views_per_sec", "mfu", "mfu_vs_nominal_bf16_peak", "peak_memory_bytes", "fwd_bwd_s_median",
+          "peak_bytes_in_use", "device_kind")
+  print(name, {k: r[k] for k in keys if k in r})
+EOF
+log "done in $((SECONDS - START))s; results in $OUT"
