@@ -23,23 +23,29 @@ Conventions
   depend on the device count). Old-style uint32[2] keys and typed keys from
   `jax.random.key` are both accepted.
 * All functions are pure, jit- and vmap-safe, and branchless across the batch
-  (per-image choices are selects, not Python or `lax.cond` control flow).
+  (per-image choices are selects, not Python or `lax.cond` control flow; the
+  one data-dependent `lax.cond`, extra crop attempts, decides for the whole
+  batch and gives every image the same result either way).
 
 Colour ops match `tf.image` on unclipped float images: brightness, contrast,
 saturation and grayscale wrap dm-pix (verified equal to tf.image); `adjust_hue`
 is our own because dm-pix's HSV round trip differs from TF's CPU kernel for
 pixels outside [0, 1] (TF keeps (hue, min, max) instead of (h, s, v)).
 
-Speed (CPU): crop + resize + flip is separable with weights built from the
-crop box (bicubic, Keys a=-0.5 with weights of taps outside the crop zeroed
-and renormalised, as tf.image.resize BICUBIC and jax.image.resize 'cubic'):
-rows gather their 4 source rows, columns use a small per-image matmul (a
-flip reverses its rows, so it is free) or, above 64 px, a gather. The
-jitter's random op order is a fixed program of 4 cheap RGB slots and 2 HSV
-slots (see `_JITTER_PROGRAM`), so each image pays for two HSV round trips
-instead of evaluating every op at every step. The batch is processed in
-cache-sized chunks (`lax.map`), with fusion barriers (`_materialize`) between
-jitter slots.
+Speed (CPU, measured one-core): crop + resize + flip is separable with
+weights built from the crop box (bicubic, Keys a=-0.5 with weights of taps
+outside the crop zeroed and renormalised, as tf.image.resize BICUBIC and
+jax.image.resize 'cubic'). Up to 64 px it reads planar images (transposed
+once per batch): rows are a fused gather of their 4 source rows, columns a
+small per-image matmul (a flip reverses its rows, so it is free); larger
+sizes gather columns too. The jitter's random op order is a fixed program
+of 4 cheap RGB slots and 2 HSV slots (see `_JITTER_PROGRAM`), so each image
+pays for two HSV round trips instead of evaluating every op at every step.
+All random draws come from one uniform vector per image drawn before the
+chunk loop (threefry's per-call overhead on CPU dominated otherwise), and
+crop boxes draw 8 candidates, the other 92 only in the rare batch that
+needs them. The batch is processed in cache-sized chunks written in place
+into the output, with fusion barriers (`_fenced`) between jitter slots.
 """
 
 from __future__ import annotations
@@ -48,12 +54,14 @@ import dataclasses
 import functools
 import itertools
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from contrastive_jax import parallel
 
 Array = jax.Array
 
@@ -301,6 +309,61 @@ def _center_box(height: int, width: int, aspect_ratio_range: Sequence[float]) ->
   return (height - h) // 2, (width - w) // 2, h, w
 
 
+_FAST_CROP_ATTEMPTS = 8  # attempts drawn for every image; the rest only if needed
+
+
+def _crop_uniforms(max_attempts: int) -> int:
+  """How many per-image uniforms `_boxes_from_uniforms` takes."""
+  return 2 * min(max_attempts, _FAST_CROP_ATTEMPTS) + 2
+
+
+def _first_fit(u_area: Array, u_ratio: Array, height: int, width: int,
+               area_range: Sequence[float], aspect_ratio_range: Sequence[float]
+               ) -> tuple[Array, Array, Array]:
+  """Box sides (h, w) of the first candidate that fits, and whether one did."""
+  area = height * width * (area_range[0] + (area_range[1] - area_range[0]) * u_area)
+  log_lo, log_hi = math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1])
+  ratio = jnp.exp(log_lo + (log_hi - log_lo) * u_ratio)
+  w = jnp.round(jnp.sqrt(area * ratio)).astype(jnp.int32)
+  h = jnp.round(jnp.sqrt(area / ratio)).astype(jnp.int32)
+  ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  first = jnp.argmax(ok, axis=1)[:, None]  # index of the first valid attempt
+  return (jnp.take_along_axis(h, first, axis=1)[:, 0],
+          jnp.take_along_axis(w, first, axis=1)[:, 0], jnp.any(ok, axis=1))
+
+
+def _boxes_from_uniforms(u: Array, more_keys: Array, height: int, width: int,
+                         area_range: Sequence[float], aspect_ratio_range: Sequence[float],
+                         max_attempts: int) -> Array:
+  """Crop boxes from per-image uniforms u [n, _crop_uniforms(max_attempts)].
+
+  The first k = min(max_attempts, 8) candidates come from u. Only when some
+  image of the batch has no fitting one among them (about 1e-7 per image at
+  the SimCLR defaults, 32 to 224 px) are the other max_attempts - k drawn, from
+  `more_keys`. Either way each image gets the first fitting candidate of
+  max_attempts i.i.d. draws, at a fraction of the cost of drawing them all.
+  """
+  k = min(max_attempts, _FAST_CROP_ATTEMPTS)
+  fit = functools.partial(_first_fit, height=height, width=width, area_range=area_range,
+                          aspect_ratio_range=aspect_ratio_range)
+  h, w, found = fit(u[:, :k], u[:, k:2 * k])
+  if max_attempts > k:
+    rest = max_attempts - k
+
+    def more(hwf):
+      h, w, found = hwf
+      u_more = _uniforms(more_keys, 2 * rest)
+      h2, w2, found2 = fit(u_more[:, :rest], u_more[:, rest:])
+      return jnp.where(found, h, h2), jnp.where(found, w, w2), found | found2
+
+    h, w, found = jax.lax.cond(jnp.all(found), lambda hwf: hwf, more, (h, w, found))
+  top = jnp.floor(u[:, 2 * k] * (height - h + 1)).astype(jnp.int32)
+  left = jnp.floor(u[:, 2 * k + 1] * (width - w + 1)).astype(jnp.int32)
+  boxes = jnp.stack([top, left, h, w], axis=1)
+  fallback = jnp.asarray(_center_box(height, width, aspect_ratio_range), jnp.int32)
+  return jnp.where(found[:, None], boxes, fallback)
+
+
 def sample_crop_boxes(
     key: Array,
     n: int,
@@ -313,11 +376,12 @@ def sample_crop_boxes(
 ) -> Array:
   """Samples one Inception-style crop box per image, vectorised over attempts.
 
-  Each image draws `max_attempts` candidates at once (area fraction uniform in
+  Each image tries up to `max_attempts` candidates (area fraction uniform in
   `area_range`, log aspect ratio uniform in `aspect_ratio_range`, sides
   rounded to whole pixels), keeps the first that fits, else falls back to a
   centre crop (whole image when its aspect is in range), as SimCLR (100
-  attempts) and torchvision's RandomResizedCrop.
+  attempts) and torchvision's RandomResizedCrop. The same boxes as
+  `simclr_augment` draws for the same per-image keys.
 
   Args:
     key: one key or n per-image keys.
@@ -331,23 +395,10 @@ def sample_crop_boxes(
   Returns:
     int32 [n, 4] boxes (top, left, box_height, box_width).
   """
-  keys = per_image_keys(key, n)
-  u = _uniforms(keys, 2 * max_attempts + 2)
-  area = height * width * (area_range[0] + (area_range[1] - area_range[0]) * u[:, :max_attempts])
-  log_lo, log_hi = math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1])
-  ratio = jnp.exp(log_lo + (log_hi - log_lo) * u[:, max_attempts:2 * max_attempts])
-  w = jnp.round(jnp.sqrt(area * ratio)).astype(jnp.int32)
-  h = jnp.round(jnp.sqrt(area / ratio)).astype(jnp.int32)
-  ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-  first = jnp.argmax(ok, axis=1)  # index of the first valid attempt
-  found = jnp.any(ok, axis=1)
-  h = jnp.take_along_axis(h, first[:, None], axis=1)[:, 0]
-  w = jnp.take_along_axis(w, first[:, None], axis=1)[:, 0]
-  top = jnp.floor(u[:, -2] * (height - h + 1)).astype(jnp.int32)
-  left = jnp.floor(u[:, -1] * (width - w + 1)).astype(jnp.int32)
-  boxes = jnp.stack([top, left, h, w], axis=1)
-  fallback = jnp.asarray(_center_box(height, width, aspect_ratio_range), jnp.int32)
-  return jnp.where(found[:, None], boxes, fallback)
+  keys = _split_each(per_image_keys(key, n), 2)
+  u = _uniforms(keys[:, 0], _crop_uniforms(max_attempts))
+  return _boxes_from_uniforms(u, keys[:, 1], height, width, area_range, aspect_ratio_range,
+                              max_attempts)
 
 
 def _keys_cubic(x: Array) -> Array:
@@ -416,42 +467,86 @@ def _resize_taps(start: Array, length: Array, out_size: int, in_size: int,
 _DENSE_COLUMN_RESIZE_MAX = 64  # output sides up to this resize columns with a matmul
 
 
-def _crop_resize_planar(images: Array, boxes: Array, size: int, flip: Array | None,
-                        method: str) -> Array:
-  """Crops boxes, resizes to size x size and optionally flips: NHWC -> [B, 3, S, S].
+def _planar_crop(size: int) -> bool:
+  """Whether crops to `size` px take planar input (see `_crop_resize`)."""
+  return size <= _DENSE_COLUMN_RESIZE_MAX
 
-  Rows: gather the 4 source rows of every output row (the whole W x 3 row is
-  contiguous in NHWC). Columns: a per-image matmul with the [S, W] weight
-  matrix; a flip just reverses its rows, so it is free. Both are exactly the
-  separable resize of the crop (tf.image.resize semantics, no antialiasing).
+
+def _crop_resize_small(planar: Array, boxes: Array, size: int, flip: Array | None,
+                       method: str) -> Array:
+  """`_crop_resize` for size <= 64 from planar input [B, 3, H, W], unclipped.
+
+  Rows: each output row is the weighted sum of its 4 (bicubic) or 2
+  (bilinear) source rows, one gather per tap, all fused into one pass.
+  Columns: a per-image matmul with the [S, W] weight matrix; a flip just
+  reverses its rows, so it is free.
+  """
+  idx, w = _resize_taps(boxes[:, 0], boxes[:, 2], size, planar.shape[2], method)
+  t = 0.0
+  for k in range(idx.shape[-1]):
+    t = t + jnp.take_along_axis(planar, idx[:, None, :, k, None], axis=2) * w[:, None, :, k, None]
+  a_w = _resize_matrix(boxes[:, 1], boxes[:, 3], size, planar.shape[3], method)
+  if flip is not None:
+    a_w = jnp.where(flip[:, None, None], a_w[:, ::-1], a_w)
+  return jnp.einsum("bcow,bpw->bcop", t, a_w, precision=jax.lax.Precision.HIGHEST)
+
+
+def _crop_resize_large(images: Array, boxes: Array, size: int, flip: Array | None,
+                       method: str) -> Array:
+  """`_crop_resize` for size > 64 from NHWC input, unclipped.
+
+  Rows: gather the taps' source rows (a whole W x 3 row is contiguous in
+  NHWC). Columns: a dense [S, W] matmul would do W/4 times the needed work,
+  so transpose columns into rows and gather their taps the same way.
   """
   b, height, width, channels = images.shape
-  if method not in ("bicubic", "bilinear"):
-    raise ValueError(f"resize method must be 'bicubic' or 'bilinear', got {method!r}")
   idx, w = _resize_taps(boxes[:, 0], boxes[:, 2], size, height, method)
   taps = idx.shape[-1]
   rows = jnp.take_along_axis(images.reshape(b, height, width * channels),
                              idx.reshape(b, size * taps, 1), axis=1)
   t = jnp.einsum("bstk,bst->bsk", rows.reshape(b, size, taps, width * channels), w)
-  if size <= _DENSE_COLUMN_RESIZE_MAX:
-    t = jnp.moveaxis(t.reshape(b, size, width, channels), -1, 1)  # [B, 3, S, W]
-    a_w = _resize_matrix(boxes[:, 1], boxes[:, 3], size, width, method)
-    if flip is not None:
-      a_w = jnp.where(flip[:, None, None], a_w[:, ::-1], a_w)
-    out = jnp.einsum("bcow,bpw->bcop", t, a_w, precision=jax.lax.Precision.HIGHEST)
-  else:
-    # Large images: a dense [S, W] matmul does W/4 times the needed work, so
-    # transpose columns into rows and gather their taps as for the rows.
-    idx, w = _resize_taps(boxes[:, 1], boxes[:, 3], size, width, method)
-    if flip is not None:
-      idx = jnp.where(flip[:, None, None], idx[:, ::-1], idx)
-      w = jnp.where(flip[:, None, None], w[:, ::-1], w)
-    cols = jnp.swapaxes(t.reshape(b, size, width, channels), 1, 2).reshape(b, width, size * channels)
-    cols = jnp.take_along_axis(cols, idx.reshape(b, size * taps, 1), axis=1)
-    out = jnp.einsum("bptk,bpt->bpk", cols.reshape(b, size, taps, size * channels), w)
-    out = jnp.transpose(out.reshape(b, size, size, channels), (0, 3, 2, 1))  # [B, 3, S, P]
-  # Bicubic overshoots at edges; keep the [0, 1] contract.
-  return jnp.clip(out, 0.0, 1.0)
+  idx, w = _resize_taps(boxes[:, 1], boxes[:, 3], size, width, method)
+  if flip is not None:
+    idx = jnp.where(flip[:, None, None], idx[:, ::-1], idx)
+    w = jnp.where(flip[:, None, None], w[:, ::-1], w)
+  cols = jnp.swapaxes(t.reshape(b, size, width, channels), 1, 2).reshape(b, width, size * channels)
+  cols = jnp.take_along_axis(cols, idx.reshape(b, size * taps, 1), axis=1)
+  out = jnp.einsum("bptk,bpt->bpk", cols.reshape(b, size, taps, size * channels), w)
+  return jnp.transpose(out.reshape(b, size, size, channels), (0, 3, 2, 1))  # [B, 3, S, P]
+
+
+def _crop_resize(images: Array, boxes: Array, size: int, flip: Array | None, method: str,
+                 clip: bool = True) -> Array:
+  """Crops boxes, resizes to size x size and optionally flips: -> planar [B, 3, S, S].
+
+  Exactly the separable resize of each crop (tf.image.resize semantics, no
+  antialiasing). `images` is planar [B, 3, H, W] when `_planar_crop(size)`,
+  else NHWC (each path reads the layout it is fastest from).
+
+  Args:
+    images: float [B, 3, H, W] or [B, H, W, 3], see above.
+    boxes: int32 [B, 4] (top, left, height, width).
+    size: output side S.
+    flip: bool [B] (mirror the output) or None.
+    method: 'bicubic' or 'bilinear'.
+    clip: clip to [0, 1] (bicubic overshoots at edges); False leaves it to
+      the caller, who can fuse it into its next pass.
+
+  Returns:
+    [B, 3, S, S].
+  """
+  if method not in ("bicubic", "bilinear"):
+    raise ValueError(f"resize method must be 'bicubic' or 'bilinear', got {method!r}")
+  crop = _crop_resize_small if _planar_crop(size) else _crop_resize_large
+  out = crop(images, boxes, size, flip, method)
+  return jnp.clip(out, 0.0, 1.0) if clip else out
+
+
+def _crop_resize_nhwc(images: Array, boxes: Array, size: int, method: str) -> Array:
+  """`_crop_resize` of NHWC images to NHWC, no flip."""
+  if _planar_crop(size):
+    images = jnp.moveaxis(images, -1, 1)
+  return jnp.moveaxis(_crop_resize(images, boxes, size, None, method), 1, -1)
 
 
 def random_resized_crop(
@@ -486,7 +581,7 @@ def random_resized_crop(
   b, height, width, _ = images.shape
   boxes = sample_crop_boxes(key, b, height, width, area_range=area_range,
                             aspect_ratio_range=aspect_ratio_range, max_attempts=max_attempts)
-  return jnp.moveaxis(_crop_resize_planar(images, boxes, size, None, method), 1, -1)
+  return _crop_resize_nhwc(images, boxes, size, method)
 
 
 def _bernoulli(keys: Array, p: float) -> Array:
@@ -547,10 +642,10 @@ def _build_slot_tables() -> tuple[np.ndarray, np.ndarray]:
 _RGB_SLOTS, _HSV_SLOTS = _build_slot_tables()
 
 
-def _jitter_params(keys: Array, strength: float, p: float, multiplicative_brightness: bool) -> dict[str, Array]:
-  """Per-image jitter draws (ranges of SimCLR's `color_jitter_rand`)."""
+def _jitter_params(u: Array, strength: float, p: float,
+                   multiplicative_brightness: bool) -> dict[str, Array]:
+  """Per-image jitter draws from uniforms u [B, 6] (SimCLR's `color_jitter_rand` ranges)."""
   b, c, s, h = 0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength
-  u = _uniforms(keys, 6)
   if multiplicative_brightness:  # v2: factor U[max(1 - b, 0), 1 + b]
     lo = max(1.0 - b, 0.0)
     brightness = lo + (1.0 + b - lo) * u[:, 0]
@@ -567,32 +662,82 @@ def _jitter_params(keys: Array, strength: float, p: float, multiplicative_bright
   )
 
 
-def _materialize(tree: Any, token: Array | None) -> Any:
-  """Fusion barrier: makes XLA:CPU write `tree` to memory once.
+def _fenced(fn: Any, token: Array | None, *args: Any) -> Any:
+  """fn(*args) behind a fusion barrier (XLA:CPU), without an extra copy.
 
-  Without it XLA fuses the whole jitter chain and recomputes earlier slots
-  per output channel (every channel reads all three input channels), which
-  was 3-4x slower. XLA:CPU strips `lax.optimization_barrier` before fusion,
-  but cannot fuse across a conditional whose predicate (`token`, always
-  True) is only known at run time. token=None (accelerators) is a no-op.
+  Runs fn inside the taken branch of a conditional whose predicate (`token`,
+  always True) is known only at run time: XLA:CPU cannot fuse across it, so
+  fn's result is written to memory once (XLA:CPU strips
+  `lax.optimization_barrier` before fusion). Computing fn inside the branch
+  writes straight into the conditional's output; an identity branch would
+  copy. token=None (accelerators): plain fn(*args).
   """
   if token is None:
-    return tree
-  return jax.lax.cond(token, lambda t: t, lambda t: jax.tree.map(jnp.zeros_like, t), tree)
+    return fn(*args)
+  # Inside shard_map both branches must vary over the same mesh axes as fn's output.
+  zeros_like_out = lambda s: parallel.match_vma(jnp.zeros(s.shape, s.dtype), s)
+  zeros = lambda *a: jax.tree.map(zeros_like_out, jax.eval_shape(fn, *a))
+  return jax.lax.cond(token, fn, zeros, *args)
 
 
-_HUE_CENTRES = (0.0, 2.0, 4.0)  # where r, g, b peak on the hue circle [0, 6)
+# Channel weights of `_hue_range_to_rgb` (dh = hue * 6 in [0, 6)):
+# clip(sign * |dh - centre| + offset, 0, 1), i.e. |dh - 3| - 1, 2 - |dh - 2|, 2 - |dh - 4|.
+_HUE_TO_RGB = ((3.0, 2.0, 4.0), (1.0, -1.0, -1.0), (-1.0, 2.0, 2.0))  # centre, sign, offset
+
+
+def _rgb_slot(x: Array, a: Array, m: Array, d: Array) -> Array:
+  """clip(a * x + m * mean(x) + d): brightness (+ or *), contrast or identity."""
+  mean = jnp.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+  return jnp.clip(a * x + m * mean + d, 0.0, 1.0)
+
+
+def _hsv_slot_planes(x: Array, sat: Array, dhue: Array) -> tuple[Array, Array, Array]:
+  """Saturation and hue step 1: (hue * 6, max, new chroma), each [B, 1, ...]."""
+  hue, vmin, vmax = _hue_planes(x[:, 0:1], x[:, 1:2], x[:, 2:3])
+  # tf.image.adjust_saturation sets s' = clip(s * f, 0, 1) with
+  # s = chroma / max; for max >= 0 (inputs in [0, 1]) the new chroma
+  # s' * max is clip(chroma * f, 0, max), which needs no division.
+  chroma = jnp.clip((vmax - vmin) * sat, 0.0, vmax)
+  return _frac(hue + dhue) * 6.0, vmax, chroma
+
+
+def _hsv_slot_rgb(dh: Array, vmax: Array, chroma: Array) -> Array:
+  """Saturation and hue step 2: back to RGB [B, 3, ...], clipped.
+
+  `_hue_range_to_rgb` (min + chroma * weight) as one [B, 3, ...] expression;
+  min = max - chroma is recomputed here rather than stored by step 1.
+  """
+  centre, sign, offset = (jnp.asarray(v, dh.dtype).reshape((1, 3) + (1,) * (dh.ndim - 2))
+                          for v in _HUE_TO_RGB)
+  weight = jnp.clip(sign * jnp.abs(dh - centre) + offset, 0.0, 1.0)
+  return jnp.clip(vmax - chroma + chroma * weight, 0.0, 1.0)
 
 
 def _jitter_planar(x: Array, params: dict[str, Array], multiplicative_brightness: bool,
-                   token: Array | None = None) -> Array:
-  """Applies the jitter program to planar images [B, 3, H, W] in [0, 1]."""
+                   token: Array | None = None, clip_input: bool = False) -> Array:
+  """Applies the jitter program to planar images [B, 3, ...] in [0, 1].
+
+  Each slot runs behind a fusion barrier (`_fenced`); an HSV slot is two
+  steps, so that its hue math runs once per pixel rather than per channel.
+
+  Args:
+    x: planar images [B, 3, ...].
+    params: `_jitter_params`.
+    multiplicative_brightness: SimCLR v2 brightness.
+    token: `_cpu_token` (fusion barriers on CPU) or None.
+    clip_input: clip x to [0, 1] first (a bicubic crop overshoots), fused
+      into the first slot and the final select instead of a pass of its own.
+
+  Returns:
+    [B, 3, ...] in [0, 1].
+  """
   rgb_ops = jnp.asarray(_RGB_SLOTS)[params["order"]]  # [B, slots]
   hsv_ops = jnp.asarray(_HSV_SLOTS)[params["order"]]
-  col = lambda v: v[:, None, None, None]  # per-image scalar -> [B, 1, 1, 1]
-  centres = jnp.asarray(_HUE_CENTRES, x.dtype).reshape(1, 3, 1, 1)
+  col = lambda v: v.reshape(v.shape + (1,) * (x.ndim - 1))  # per-image scalar -> [B, 1, ...]
+  clip = lambda v: jnp.clip(v, 0.0, 1.0) if clip_input else v
   out = x
   for slot, kind in enumerate(_JITTER_PROGRAM):
+    first = clip if slot == 0 else lambda v: v
     if kind == "R":
       # y = a * x + m * mean + d covers brightness (+ or *), contrast, identity.
       op = rgb_ops[:, slot]
@@ -604,25 +749,16 @@ def _jitter_planar(x: Array, params: dict[str, Array], multiplicative_brightness
         a = jnp.where(is_c, params["contrast"], 1.0)
         d = jnp.where(is_b, params["brightness"], 0.0)
       m = jnp.where(is_c, 1.0 - params["contrast"], 0.0)
-      mean = jnp.mean(out, axis=(2, 3), keepdims=True)
-      out = jnp.clip(col(a) * out + col(m) * mean + col(d), 0.0, 1.0)
+      out = _fenced(lambda v, *coeffs, first=first: _rgb_slot(first(v), *coeffs), token,
+                    out, col(a), col(m), col(d))
     else:
       mask = hsv_ops[:, slot]
       sat = col(jnp.where(mask & 1, params["saturation"], 1.0))
       dhue = col(jnp.where(mask & 2, params["hue"], 0.0))
-      hue, vmin, vmax = _hue_planes(out[:, 0:1], out[:, 1:2], out[:, 2:3])
-      # tf.image.adjust_saturation sets s' = clip(s * f, 0, 1) with
-      # s = chroma / max; for max >= 0 (inputs in [0, 1]) the new chroma
-      # s' * max is clip(chroma * f, 0, max), which needs no division.
-      chroma = jnp.clip((vmax - vmin) * sat, 0.0, vmax)
-      dh, low, chroma = _materialize((_frac(hue + dhue) * 6.0, vmax - chroma, chroma), token)
-      # Channel c = min + chroma * clip(2 - circular distance(dh, centre_c)),
-      # the same as `_hue_range_to_rgb` but as one [B, 3, H, W] expression.
-      dist = jnp.abs(dh - centres)
-      dist = jnp.minimum(dist, 6.0 - dist)
-      out = jnp.clip(low + chroma * jnp.clip(2.0 - dist, 0.0, 1.0), 0.0, 1.0)
-    out = _materialize(out, token)
-  return jnp.where(col(params["apply"]), out, x)
+      planes = _fenced(lambda v, *coeffs, first=first: _hsv_slot_planes(first(v), *coeffs),
+                       token, out, sat, dhue)
+      out = _fenced(_hsv_slot_rgb, token, *planes)
+  return jnp.where(col(params["apply"]), out, clip(x))
 
 
 @functools.partial(jax.jit, static_argnames=("strength", "p", "multiplicative_brightness"))
@@ -650,7 +786,7 @@ def color_jitter(
   """
   images = _check_batch(images, "color_jitter")
   keys = per_image_keys(key, images.shape[0])
-  params = _jitter_params(keys, strength, p, multiplicative_brightness)
+  params = _jitter_params(_uniforms(keys, 6), strength, p, multiplicative_brightness)
   out = _jitter_planar(jnp.moveaxis(images, -1, 1), params, multiplicative_brightness,
                        _cpu_token(keys))
   return jnp.moveaxis(out, 1, -1)
@@ -660,8 +796,8 @@ _GRAY = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale weights
 
 
 def _grayscale_planar(x: Array, apply: Array) -> Array:
-  gray = _GRAY[0] * x[:, 0] + _GRAY[1] * x[:, 1] + _GRAY[2] * x[:, 2]
-  return jnp.where(apply[:, None, None, None], gray[:, None], x)
+  gray = _GRAY[0] * x[:, 0:1] + _GRAY[1] * x[:, 1:2] + _GRAY[2] * x[:, 2:3]
+  return jnp.where(apply.reshape((-1,) + (1,) * (x.ndim - 1)), gray, x)
 
 
 def random_grayscale(key: Array, images: Array, p: float = 0.2) -> Array:
@@ -707,8 +843,8 @@ def _blur_planar(x: Array, sigma: Array, kernel_size: int, padding: str) -> Arra
   return sum(k[:, t, None, None, None] * xp[:, :, :, t:t + width] for t in range(kernel_size))
 
 
-def _blur_params(keys: Array, p: float, sigma_range: Sequence[float]) -> tuple[Array, Array]:
-  u = _uniforms(keys, 2)
+def _blur_params(u: Array, p: float, sigma_range: Sequence[float]) -> tuple[Array, Array]:
+  """(apply, sigma) from uniforms u [B, 2]."""
   return u[:, 0] < p, sigma_range[0] + (sigma_range[1] - sigma_range[0]) * u[:, 1]
 
 
@@ -741,7 +877,7 @@ def random_gaussian_blur(
   images = _check_batch(images, "random_gaussian_blur")
   if kernel_size is None:
     kernel_size = blur_kernel_size(images.shape[1])
-  apply, sigma = _blur_params(per_image_keys(key, images.shape[0]), p, sigma_range)
+  apply, sigma = _blur_params(_uniforms(per_image_keys(key, images.shape[0]), 2), p, sigma_range)
   x = jnp.moveaxis(images, -1, 1)
   out = jnp.where(apply[:, None, None, None], _blur_planar(x, sigma, kernel_size, padding), x)
   return jnp.moveaxis(out, 1, -1)
@@ -824,47 +960,84 @@ class SimCLRAugment:
     return cls(**{**dict(image_size=224, jitter_strength=1.0, blur_p=0.5), **overrides})
 
 
-def _crop_or_check(images: Array, keys: Array, config: SimCLRAugment, flip: Array,
-                   name: str) -> Array:
-  """Crop + resize + flip into planar [B, 3, S, S] (or only flip when crop=False)."""
-  b, height, width, _ = images.shape
+def _check_crop_input(images: Array, config: SimCLRAugment, name: str) -> None:
+  height, width = images.shape[1:3]
   size = config.image_size
-  if config.crop:
-    boxes = sample_crop_boxes(keys, b, height, width, area_range=config.crop_area_range,
-                              aspect_ratio_range=config.aspect_ratio_range,
-                              max_attempts=config.crop_max_attempts)
-    return _crop_resize_planar(images, boxes, size, flip, config.resize_method)
-  if (height, width) != (size, size):
+  if not config.crop and (height, width) != (size, size):
     raise ValueError(f"{name}: config.crop=False expects images already at "
                      f"{size}x{size} (cropped on the host), got {height}x{width}")
+
+
+def _crop_input(images: Array, config: SimCLRAugment) -> Array:
+  """NHWC images in the layout `_crop_or_flip` takes for this config."""
+  if config.crop and _planar_crop(config.image_size):
+    # Transposed once per batch, before the chunk loop: XLA shares it between
+    # the two views, and the crop's row gather reads planar rows fastest.
+    return jnp.moveaxis(images, -1, 1)
+  return images
+
+
+def _crop_or_flip(images: Array, boxes: Array | None, config: SimCLRAugment,
+                  flip: Array, clip: bool = True) -> Array:
+  """Crop + resize + flip into planar [B, 3, S, S] (only the flip when boxes is None).
+
+  images come from `_crop_input` (planar for small crops, else NHWC).
+  """
+  if boxes is not None:
+    return _crop_resize(images, boxes, config.image_size, flip, config.resize_method, clip)
   x = jnp.moveaxis(images, -1, 1)
   return jnp.where(flip[:, None, None, None], x[..., ::-1], x)
 
 
 def _cpu_token(keys: Array) -> Array | None:
-  """A run-time True for `_materialize` on CPU; None elsewhere (no barriers)."""
+  """A run-time True for `_fenced` on CPU; None elsewhere (no barriers)."""
   if jax.default_backend() != "cpu":
     return None
   data = jax.random.key_data(keys) if _is_typed_key(keys) else keys
   return (data.reshape(-1)[0] | 1) != 0
 
 
-def _map_chunks(fn: Any, keys: Array, images: Array, chunk: int) -> Array:
-  """fn(keys, images) over batch chunks of `chunk` images (lax.map + tail).
+def _map_chunks(fn: Any, per_image: Any, inputs: Array, chunk: int, token: Array | None,
+                out_like: Array) -> Array:
+  """fn(per_image, inputs) over batch chunks of `chunk` images.
 
+  per_image is a pytree of arrays with a leading batch axis (the draws).
   On CPU a chunk's intermediates stay in cache; one whole-batch pass per op
-  was memory bound (about 2x slower at B=1024, 32 px).
+  was memory bound (about 2x slower at B=1024, 32 px). When the output has
+  the shape of `out_like`, the loop writes the chunks into a copy of it
+  instead of a zero-initialised output (lax.map), which saves a pass over a
+  fresh batch-sized buffer.
   """
-  b = images.shape[0]
+  b = inputs.shape[0]
   if chunk >= b:
-    return fn(keys, images)
+    return fn(per_image, inputs)
   n = b // chunk
-  split = lambda a: a[:n * chunk].reshape((n, chunk) + a.shape[1:])
-  out = jax.lax.map(lambda kx: fn(*kx), (split(keys), split(images)))
-  out = out.reshape((n * chunk,) + out.shape[2:])
+  rows = lambda lo, hi: jax.tree.map(lambda a: a[lo:hi], per_image)
+  tail = lambda: fn(rows(n * chunk, b), inputs[n * chunk:])
+  out = jax.eval_shape(fn, rows(0, chunk), inputs[:chunk])
+  if out.shape[1:] != out_like.shape[1:] or out.dtype != out_like.dtype:
+    split = lambda a: a[:n * chunk].reshape((n, chunk) + a.shape[1:])
+    out = jax.lax.map(lambda px: fn(*px), jax.tree.map(split, (per_image, inputs)))
+    out = out.reshape((n * chunk,) + out.shape[2:])
+    if n * chunk < b:
+      out = jnp.concatenate([out, tail()], axis=0)
+    return out
+
+  def body(i, out):
+    start = i * chunk
+    chunk_of = lambda a: jax.lax.dynamic_slice_in_dim(a, start, chunk)
+    # Materialise the chunk's draws: a dynamic slice fused into every
+    # consumer made XLA:CPU's elementwise loops several times slower.
+    draws = _fenced(lambda p: jax.tree.map(chunk_of, p), token, per_image)
+    return jax.lax.dynamic_update_slice_in_dim(out, fn(draws, chunk_of(inputs)), start, 0)
+
+  out = jax.lax.fori_loop(0, n, body, out_like)
   if n * chunk < b:
-    out = jnp.concatenate([out, fn(keys[n * chunk:], images[n * chunk:])], axis=0)
+    out = out.at[n * chunk:].set(tail())
   return out
+
+
+_FLAT_POINTWISE_MAX = 64  # image sides up to this run the pointwise ops on [B, 3, S * S]
 
 
 def _chunk_size(config: SimCLRAugment, b: int) -> int:
@@ -872,28 +1045,67 @@ def _chunk_size(config: SimCLRAugment, b: int) -> int:
     return max(1, config.chunk_images)
   if jax.default_backend() != "cpu":
     return b  # accelerators: one pass over the whole batch
-  return max(1, 131072 // (config.image_size * config.image_size))  # 128 at 32 px
+  # 128 at 32 px: smaller chunks were at most a few % faster on one core but
+  # about 25% slower with XLA's threads on all cores (less work per kernel).
+  return max(1, 131072 // (config.image_size * config.image_size))
 
 
-def _augment_chunk(keys: Array, images: Array, config: SimCLRAugment,
-                   token: Array | None) -> Array:
-  """simclr_augment on one chunk: per-image keys [c], images [c, H, W, 3]."""
-  keys = _split_each(keys, 6)
-  flip = _bernoulli(keys[:, 1], config.flip_p)
-  x = _crop_or_check(images, keys[:, 0], config, flip, "simclr_augment")
+def _draws(keys: Array, images: Array, config: SimCLRAugment) -> dict[str, Any]:
+  """Every per-image random draw of `simclr_augment`, for the whole batch.
+
+  One vector of uniforms per image, laid out [crop | flip | jitter (6) |
+  grayscale | blur (2) | solarize] whatever the config, so that
+  `random_crop_and_flip` draws the same crops and flips for the same keys.
+  Drawn before the chunk loop and in one go: on CPU threefry runs as a small
+  rolled loop whose fixed cost per call (many tiny kernels) dominated when
+  repeated per op and per chunk.
+  """
+  keys = _split_each(keys, 2)  # [:, 0] the uniforms, [:, 1] the rare extra crop attempts
+  n_crop = _crop_uniforms(config.crop_max_attempts)
+  u = _uniforms(keys[:, 0], n_crop + 11)
+  crop, u = u[:, :n_crop], u[:, n_crop:]
+  draws = dict(flip=u[:, 0] < config.flip_p)
+  if config.crop:
+    height, width = images.shape[1:3]
+    draws["boxes"] = _boxes_from_uniforms(crop, keys[:, 1], height, width,
+                                          config.crop_area_range, config.aspect_ratio_range,
+                                          config.crop_max_attempts)
   if config.jitter_p > 0 and config.jitter_strength > 0:
-    params = _jitter_params(keys[:, 2], config.jitter_strength, config.jitter_p,
-                            config.multiplicative_brightness)
-    x = _jitter_planar(x, params, config.multiplicative_brightness, token)
+    draws["jitter"] = _jitter_params(u[:, 1:7], config.jitter_strength, config.jitter_p,
+                                     config.multiplicative_brightness)
   if config.grayscale_p > 0:
-    x = _grayscale_planar(x, _bernoulli(keys[:, 3], config.grayscale_p))
+    draws["gray"] = u[:, 7] < config.grayscale_p
   if config.blur_p > 0:
-    apply, sigma = _blur_params(keys[:, 4], config.blur_p, config.blur_sigma_range)
+    draws["blur"] = _blur_params(u[:, 8:10], config.blur_p, config.blur_sigma_range)
+  if config.solarize_p > 0:
+    draws["solarize"] = u[:, 10] < config.solarize_p
+  return draws
+
+
+def _augment_chunk(draws: dict[str, Any], images: Array, config: SimCLRAugment,
+                   token: Array | None) -> Array:
+  """simclr_augment on one chunk: its draws and images from `_crop_input`."""
+  jitter = "jitter" in draws
+  # With jitter, the crop's clip to [0, 1] is folded into the jitter's first
+  # pass instead of costing a pass of its own.
+  x = _crop_or_flip(images, draws.get("boxes"), config, draws["flip"], clip=not jitter)
+  if config.image_size <= _FLAT_POINTWISE_MAX:
+    # Pointwise ops on [c, 3, S * S]: XLA:CPU vectorised some of them over
+    # [c, 3, 32, 32] poorly (2.5x slower for a clip).
+    x = x.reshape(x.shape[:2] + (-1,))
+  if jitter:
+    x = _jitter_planar(x, draws["jitter"], config.multiplicative_brightness, token,
+                       clip_input="boxes" in draws)
+  if "gray" in draws:
+    x = _grayscale_planar(x, draws["gray"])
+  x = x.reshape(x.shape[:2] + (config.image_size, config.image_size))
+  if "blur" in draws:
+    apply, sigma = draws["blur"]
     blurred = _blur_planar(x, sigma, blur_kernel_size(config.image_size), config.blur_padding)
     x = jnp.where(apply[:, None, None, None], blurred, x)
-  if config.solarize_p > 0:
-    apply = _bernoulli(keys[:, 5], config.solarize_p)
-    x = jnp.where(apply[:, None, None, None], pix.solarize(x, config.solarize_threshold), x)
+  if "solarize" in draws:
+    x = jnp.where(draws["solarize"][:, None, None, None],
+                  pix.solarize(x, config.solarize_threshold), x)
   return jnp.moveaxis(x, 1, -1)
 
 
@@ -918,9 +1130,11 @@ def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
   images = _check_batch(images, "simclr_augment").astype(jnp.float32)
   b = images.shape[0]
   keys = per_image_keys(key, b)
+  _check_crop_input(images, config, "simclr_augment")
   token = _cpu_token(keys)
-  fn = lambda k, x: _augment_chunk(k, x, config, token)
-  return _map_chunks(fn, keys, images, _chunk_size(config, b))
+  fn = lambda d, x: _augment_chunk(d, x, config, token)
+  return _map_chunks(fn, _draws(keys, images, config), _crop_input(images, config),
+                     _chunk_size(config, b), token, images)
 
 
 def simclr_augment_one(key: Array, image: Array, config: SimCLRAugment) -> Array:
@@ -958,9 +1172,12 @@ def random_crop_and_flip(key: Array, images: Array, config_or_size: SimCLRAugmen
   if not isinstance(config, SimCLRAugment):
     config = SimCLRAugment(image_size=int(config_or_size))
   images = _check_batch(images, "random_crop_and_flip").astype(jnp.float32)
-  keys = _split_each(per_image_keys(key, images.shape[0]), 6)
-  flip = _bernoulli(keys[:, 1], config.flip_p)  # same sub-keys as simclr_augment
-  x = _crop_or_check(images, keys[:, 0], config, flip, "random_crop_and_flip")
+  _check_crop_input(images, config, "random_crop_and_flip")
+  # The same draws as simclr_augment: the same crops and flips for the same keys.
+  draws = _draws(per_image_keys(key, images.shape[0]), images,
+                 dataclasses.replace(config, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0,
+                                     solarize_p=0.0))
+  x = _crop_or_flip(_crop_input(images, config), draws.get("boxes"), config, draws["flip"])
   return jnp.moveaxis(x, 1, -1)
 
 
@@ -991,7 +1208,7 @@ def center_crop(images: Array, size: int, crop_fraction: float = 0.875,
   boxes = jnp.broadcast_to(box, (b, 4))
   if crop_fraction >= 1.0 and height != width:  # whole image, no crop
     boxes = jnp.broadcast_to(jnp.asarray([0, 0, height, width], jnp.int32), (b, 4))
-  return jnp.moveaxis(_crop_resize_planar(images, boxes, size, None, method), 1, -1)
+  return _crop_resize_nhwc(images, boxes, size, method)
 
 
 # ----------------------------------------------------------------------------
@@ -1022,6 +1239,24 @@ def _tf_center_window(shape: Any, crop_fraction: float, aspect_ratio_range: Sequ
   return tf.stack([(shape[0] - ch) // 2, (shape[1] - cw) // 2, ch, cw])
 
 
+def _tf_shape_and_cropper(image_bytes: Any) -> tuple[Any, Callable[[Any], Any]]:
+  """(int32 [3] shape, crop(window [y, x, h, w]) -> uint8 [h, w, 3]) of an encoded image.
+
+  JPEGs decode only the window (`decode_and_crop_jpeg`); other formats that
+  `tf.io.decode_image` reads (PNG, BMP, GIF) are decoded whole, once.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  is_jpeg = tf.io.is_jpeg(image_bytes)
+  decoded = tf.cond(is_jpeg, lambda: tf.zeros([0, 0, 3], tf.uint8),
+                    lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False))
+  shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(image_bytes), lambda: tf.shape(decoded))
+
+  def crop(window: Any) -> Any:
+    return tf.cond(is_jpeg, lambda: tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3),
+                   lambda: decoded[window[0]:window[0] + window[2], window[1]:window[1] + window[3]])
+  return shape, crop
+
+
 def tf_decode_and_random_crop(
     image_bytes: Any,
     seed: Any,
@@ -1040,7 +1275,8 @@ def tf_decode_and_random_crop(
   range, as the on-device `sample_crop_boxes`.
 
   Args:
-    image_bytes: scalar tf.string JPEG (or PNG: decoded fully, then cropped).
+    image_bytes: scalar tf.string JPEG (or PNG / another tf.io.decode_image format:
+      decoded whole, then cropped).
     seed: int32/int64 [2] stateless seed.
     size: output side.
     area_range: crop area fraction range.
@@ -1051,7 +1287,7 @@ def tf_decode_and_random_crop(
     uint8 [size, size, 3].
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  shape = tf.image.extract_jpeg_shape(image_bytes)
+  shape, crop = _tf_shape_and_cropper(image_bytes)
   begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
       shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
       seed=seed, min_object_covered=0.1, aspect_ratio_range=aspect_ratio_range,
@@ -1059,8 +1295,7 @@ def tf_decode_and_random_crop(
   window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
   whole = tf.reduce_all(tf.equal(crop_size[:2], shape[:2]))
   window = tf.where(whole, _tf_center_window(shape, 1.0, aspect_ratio_range), window)
-  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
-  return _tf_resize_uint8(image, size)
+  return _tf_resize_uint8(crop(window), size)
 
 
 def tf_two_crops(image_bytes: Any, seed: Any, size: int, **kwargs: Any) -> tuple[Any, Any]:
@@ -1087,7 +1322,7 @@ def tf_decode_and_center_crop(image_bytes: Any, size: int, crop_fraction: float 
   As `center_crop`, no crop for size <= 32 (SimCLR's CIFAR rule).
 
   Args:
-    image_bytes: scalar tf.string JPEG.
+    image_bytes: scalar tf.string JPEG (or PNG, ...).
     size: output side.
     crop_fraction: side of the central square relative to the shorter side.
 
@@ -1095,12 +1330,11 @@ def tf_decode_and_center_crop(image_bytes: Any, size: int, crop_fraction: float 
     uint8 [size, size, 3].
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  shape = tf.image.extract_jpeg_shape(image_bytes)
+  shape, crop = _tf_shape_and_cropper(image_bytes)
   if size <= 32:
-    image = tf.image.decode_jpeg(image_bytes, channels=3)
+    image = crop(tf.stack([0, 0, shape[0], shape[1]]))
   else:
-    window = _tf_center_window(shape, crop_fraction, None)
-    image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+    image = crop(_tf_center_window(shape, crop_fraction, None))
   return _tf_resize_uint8(image, size)
 
 

@@ -6,10 +6,11 @@ Two kinds of dataset, one batching rule:
   memory (CIFAR-10/100 at 32 px, STL-10 at 96 px). Images stay uint8 on the host
   and reach the devices as uint8; cropping and all other augmentation run on
   device inside the jitted train step (`contrastive_jax.augment`).
-* `EncodedDataset`: images of their own sizes (ImageNet-like). Encoded bytes are
-  read and decoded in tf.data on the host, where the random resized crop
-  happens (`augment.tf_two_crops`), because a batch of differently sized images
-  cannot go to the device. The rest of the augmentation runs on device.
+* `EncodedDataset`: images of their own sizes (ImageNet-like), from an image
+  folder or a TFDS name with `host_crop`. Encoded images are read by index and
+  decoded in tf.data on the host, where the random resized crop happens
+  (`augment.tf_two_crops`), because a batch of differently sized images cannot
+  go to the device. The rest of the augmentation runs on device.
 
 Order is a pure function of `(seed, step)`: epoch `e` is the permutation
 `np.random.default_rng([seed, e])` of the examples and step `s` takes its
@@ -25,7 +26,7 @@ import dataclasses
 import os
 import queue
 import threading
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -61,21 +62,45 @@ class ArrayDataset:
 
 @dataclasses.dataclass(frozen=True)
 class EncodedDataset:
-  """Encoded images of their own sizes, decoded and cropped on the host.
+  """Encoded images of their own sizes, read by index, decoded and cropped on the host.
+
+  Three sources, and what each holds in host memory (per process):
+    * an image folder (`files`): `images` are file paths, each batch reads its
+      own files. Memory: the paths.
+    * a TFDS split in tfrecord files: `images` are the encoded image bytes, read
+      once at load (`tfds.decode.SkipDecoding`). Memory: the encoded split, e.g.
+      about 140 GB for imagenet2012 train; prepare such a dataset as array_record
+      (`tfds build NAME --file_format=array_record`).
+    * a TFDS split in array_record files (`records`): each batch reads its own
+      records by index (`tfds.data_source`). Memory: nothing up front.
 
   Attributes:
-    paths: [N] image file paths.
-    labels: int32 [N].
-    num_classes: number of label classes.
+    images: [N] file paths (`files`) or encoded bytes (object array); None with `records`.
+    labels: int32 [N] (-1: no label); None with `records`.
+    num_classes: number of label classes (0 if unknown).
     name: where it came from, for messages.
+    files: `images` are file paths to read.
+    records: random access to TFDS examples `{"image": encoded bytes, "label": int, ...}`; None otherwise.
+    num_records: with `records`: use its first `num_records` examples.
   """
-  paths: np.ndarray
-  labels: np.ndarray
+  images: np.ndarray | None
+  labels: np.ndarray | None
   num_classes: int
   name: str
+  files: bool = False
+  records: Any = None
+  num_records: int = 0
 
   def __len__(self) -> int:
-    return len(self.labels)
+    return self.num_records if self.records is not None else len(self.labels)
+
+  def read(self, indices: np.ndarray) -> tuple[Sequence[Any], np.ndarray]:
+    """The images (encoded bytes, or paths if `files`) and int32 labels of `indices`."""
+    if self.records is None:
+      return self.images[indices], self.labels[indices]
+    # One batched read: array_record fetches the records in parallel.
+    examples = self.records.__getitems__([int(i) for i in indices])
+    return [e["image"] for e in examples], np.asarray([e.get("label", -1) for e in examples], np.int32)
 
 
 Dataset = ArrayDataset | EncodedDataset
@@ -136,6 +161,21 @@ def _decode_files(paths: list[str]) -> np.ndarray:
   return np.concatenate(images) if images else np.zeros((0, 0, 0, 3), np.uint8)
 
 
+def _unavailable(name: str, split: str, data_dir: str | None, error: Exception) -> DatasetUnavailableError:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  cause = " ".join(str(error).split())[:200]  # one line: TFDS's own messages span many
+  return DatasetUnavailableError(
+      f"TFDS dataset {name!r} (split {split!r}, data_dir {data_dir or tfds.core.constants.DATA_DIR!r}) "
+      f"could not be loaded or downloaded ({type(error).__name__}: {cause}). Without the network, "
+      "point --config.data.image_folder at a local copy laid out as <split>/<class>/<image>.")
+
+
+def _num_classes(info: Any) -> int:
+  """Classes of a TFDS dataset's `label` feature; 0 without one. (FeaturesDict has no `.get`.)"""
+  label_feature = info.features["label"] if "label" in info.features else None
+  return getattr(label_feature, "num_classes", 0) or 0
+
+
 def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   _tf()
@@ -143,18 +183,48 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
     ds, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=False, with_info=True,
                          shuffle_files=False)
   except Exception as e:  # pylint: disable=broad-except
-    raise DatasetUnavailableError(
-        f"TFDS dataset {name!r} (split {split!r}, data_dir {data_dir or tfds.core.constants.DATA_DIR!r}) "
-        f"could not be loaded or downloaded ({type(e).__name__}: {str(e)[:200]}). Without the network, point "
-        "--config.data.image_folder at a local copy laid out as <split>/<class>/<image>.") from None
+    raise _unavailable(name, split, data_dir, e) from None
   images, labels = [], []
   for ex in ds.batch(1024).as_numpy_iterator():
     images.append(ex["image"])
     labels.append(ex.get("label", np.full(len(ex["image"]), -1)))
-  label_feature = info.features.get("label") if hasattr(info.features, "get") else None
-  num_classes = getattr(label_feature, "num_classes", 0) or 0
-  return ArrayDataset(np.concatenate(images), np.concatenate(labels).astype(np.int32), num_classes,
+  return ArrayDataset(np.concatenate(images), np.concatenate(labels).astype(np.int32), _num_classes(info),
                       f"tfds:{name}/{split}")
+
+
+def _load_tfds_encoded(name: str, split: str, data_dir: str | None, num_examples: int) -> EncodedDataset:
+  """A TFDS split with its images left encoded (see `EncodedDataset` for the memory each format costs)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _tf()
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()  # a no-op when the dataset is already prepared
+    size = builder.info.splits[split].num_examples
+  except Exception as e:  # pylint: disable=broad-except
+    raise _unavailable(name, split, data_dir, e) from None
+  info = builder.info
+  if "image" not in info.features:
+    raise ValueError(
+        f"host_crop reads an 'image' feature, but TFDS {name!r} has {sorted(info.features.keys())}. Export the "
+        "images as a <split>/<class>/<image> folder and set --config.data.image_folder.")
+  n = min(num_examples, size) if num_examples else size
+  label = f"tfds:{name}/{split}"
+  decoders = {"image": tfds.decode.SkipDecoding()}
+  if info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+    records = builder.as_data_source(split=split, decoders=decoders)
+    ds = EncodedDataset(None, None, _num_classes(info), label, records=records, num_records=n)
+  else:
+    # Shards read one after another (no interleave): the order of an array_record copy of the split.
+    examples = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False,
+                                  read_config=tfds.ReadConfig(interleave_cycle_length=1)).take(n)
+    images, labels = [], []
+    for ex in examples.batch(1024).as_numpy_iterator():
+      images.append(ex["image"])
+      labels.append(ex.get("label", np.full(len(ex["image"]), -1)))
+    images = np.concatenate(images) if images else np.zeros(0, object)
+    labels = np.concatenate(labels).astype(np.int32) if labels else np.zeros(0, np.int32)
+    ds = EncodedDataset(images, labels, _num_classes(info), label)
+  return ds
 
 
 def load_dataset(dataset: str, split: str, *, image_folder: str | None = None, data_dir: str | None = None,
@@ -168,8 +238,10 @@ def load_dataset(dataset: str, split: str, *, image_folder: str | None = None, d
       overrides the TFDS name when set.
     data_dir: TFDS data directory.
     host_crop: return an `EncodedDataset` (variable-size images, cropped on the host).
-    num_examples: keep only the first N examples of the split (0: all); the order
-      is fixed (sorted by file name for folders), so this is a reproducible subset.
+    num_examples: keep only N examples of the split (0: all), a reproducible
+      subset: class-balanced over the fixed order (file names for folders), or,
+      for TFDS names with `host_crop`, the first N (TFDS shuffled them when it
+      prepared the split), so that nothing else has to be read.
 
   Raises:
     DatasetUnavailableError: neither TFDS nor the folder can provide the split.
@@ -181,12 +253,10 @@ def load_dataset(dataset: str, split: str, *, image_folder: str | None = None, d
       paths, labels = _stratified_prefix(paths, labels, num_examples)
     name = f"folder:{image_folder}/{split}"
     if host_crop:
-      return EncodedDataset(np.asarray(paths), np.asarray(labels, np.int32), len(names), name)
+      return EncodedDataset(np.asarray(paths), np.asarray(labels, np.int32), len(names), name, files=True)
     return ArrayDataset(_decode_files(paths), np.asarray(labels, np.int32), len(names), name)
   if host_crop:
-    raise NotImplementedError(
-        "host_crop with a TFDS name is not supported yet; export the dataset as an image folder and set "
-        "--config.data.image_folder.")
+    return _load_tfds_encoded(dataset, split, data_dir, num_examples)
   ds = _load_tfds(dataset, split, data_dir)
   if num_examples:
     keep = np.sort(np.asarray(_stratified_prefix(list(range(len(ds))), list(ds.labels), num_examples)[0]))
@@ -316,16 +386,18 @@ class TrainIterator:
       s = step
       while True:
         idx, rows = self._indices(s)
-        for i, r in zip(idx, rows):
+        images, labels = ds.read(idx)
+        for image, label, r in zip(images, labels, rows):
           # Per-image crop seed from (seed, step, global row), like the device-side keys.
-          yield ds.paths[i], ds.labels[i], r, np.asarray([self.seed, s * self.global_batch_size + r], np.int64)
+          yield image, label, r, np.asarray([self.seed, s * self.global_batch_size + r], np.int64)
         s += 1
 
     sig = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32),
            tf.TensorSpec((2,), tf.int64))
 
-    def load(path, label, row, seed):
-      crops = tf.stack(augment.tf_two_crops(tf.io.read_file(path), seed, size=self.crop_size))
+    def load(image, label, row, seed):
+      encoded = tf.io.read_file(image) if ds.files else image
+      crops = tf.stack(augment.tf_two_crops(encoded, seed, size=self.crop_size))
       return {"image": crops, "label": label, "index": row}
 
     pipe = (tf.data.Dataset.from_generator(gen, output_signature=sig)

@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from contrastive_jax import parallel
+
 __all__ = ["nt_xent", "nt_xent_with_metrics", "info_nce"]
 
 Array = jax.Array
@@ -129,30 +131,6 @@ def _pad_rows(x: Array, rows: int, value: Any = 0) -> Array:
   return jnp.pad(x, widths, constant_values=value)
 
 
-def _varying_axes(x: Array) -> set:
-  """Manual mesh axes x varies over (empty outside shard_map)."""
-  aval = jax.typeof(x)
-  vma = getattr(aval, "vma", None)  # JAX <= 0.8 spelling.
-  if vma is None:
-    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", None)
-  return set(vma or ())
-
-
-def _match_vma(x: Array, *refs: Array) -> Array:
-  """Marks x as varying over the manual mesh axes any of refs varies over.
-
-  Inside ``jax.shard_map`` a scan's initial carry must carry the same
-  varying-manual-axes type as the values the body produces from the data.
-  """
-  vma = set()
-  for r in refs:
-    vma |= _varying_axes(r)
-  vma -= _varying_axes(x)
-  if not vma:
-    return x
-  return jax.lax.pcast(x, tuple(sorted(vma, key=str)), to="varying")
-
-
 def _tile_logits(q_blk: Array, c_chk: Array, self_blk: Array, j0: Array, n_cols: int):
   """Logits of one tile and its validity mask.
 
@@ -226,8 +204,8 @@ def _lse_fwd_impl(q, c, self_idx, pos_idx, rows, cols_chunk, with_stats):
           carry[0], carry[1], s, 1, carry[2] if with_stats else None, valid, is_pos)
       return ((m, l, st) if with_stats else (m, l)), None
 
-    neg_inf = _match_vma(jnp.full((rows,), -jnp.inf, jnp.float32), q, c, self_idx, pos_idx)
-    zeros = _match_vma(jnp.zeros((rows,), jnp.float32), q, c, self_idx, pos_idx)
+    neg_inf = parallel.match_vma(jnp.full((rows,), -jnp.inf, jnp.float32), q, c, self_idx, pos_idx)
+    zeros = parallel.match_vma(jnp.zeros((rows,), jnp.float32), q, c, self_idx, pos_idx)
     init = (neg_inf, zeros, (zeros, neg_inf)) if with_stats else (neg_inf, zeros)
     carry, _ = jax.lax.scan(col_step, init, (c_t, j0s))
     lse = carry[0] + jnp.log(carry[1])
@@ -291,11 +269,11 @@ def _chunked_lse_bwd(rows, cols_chunk, with_stats, res, cts):
       dc_chk = jnp.dot(p.T, q_blk, preferred_element_type=jnp.float32)  # [C, D]
       return dq, dc_chk
 
-    dq0 = _match_vma(jnp.zeros((rows, d), jnp.float32), q, c, self_idx, lse, g)
+    dq0 = parallel.match_vma(jnp.zeros((rows, d), jnp.float32), q, c, self_idx, lse, g)
     dq, dc_blk = jax.lax.scan(col_step, dq0, (c_t, j0s))
     return dc + dc_blk, dq
 
-  dc0 = _match_vma(jnp.zeros((n_cb, cols_chunk, d), jnp.float32), q, c, self_idx, lse, g)
+  dc0 = parallel.match_vma(jnp.zeros((n_cb, cols_chunk, d), jnp.float32), q, c, self_idx, lse, g)
   dc, dq = jax.lax.scan(row_block, dc0, (q_t, self_t, lse_t, g_t))
   dq = dq.reshape(-1, d)[:n].astype(q.dtype)
   dc = dc.reshape(-1, d)[:m_cols].astype(c.dtype)
@@ -368,8 +346,8 @@ def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
     neg_max = carry[2].at[i].max(jnp.max(neg, axis=1)).at[j].max(jnp.max(neg, axis=0))
     return (l, w, neg_max), None
 
-  zeros = _match_vma(jnp.zeros((nb, rows), jnp.float32), u, shift, pos_idx)
-  neg_inf = _match_vma(jnp.full((nb, rows), -jnp.inf, jnp.float32), u, shift, pos_idx)
+  zeros = parallel.match_vma(jnp.zeros((nb, rows), jnp.float32), u, shift, pos_idx)
+  neg_inf = parallel.match_vma(jnp.full((nb, rows), -jnp.inf, jnp.float32), u, shift, pos_idx)
   init = (zeros, zeros, neg_inf) if with_stats else (zeros,)
   carry, _ = jax.lax.scan(step, init, (ii, jj))
   l = carry[0].reshape(-1)[:n]
@@ -424,7 +402,7 @@ def _sym_chunked_lse_bwd(rows, with_stats, res, cts):
     du = du.at[j].add(jnp.dot(w.T, u_t[i], preferred_element_type=jnp.float32))
     return du, None
 
-  du0 = _match_vma(jnp.zeros((nb, rows, d), jnp.float32), u, lse, g)
+  du0 = parallel.match_vma(jnp.zeros((nb, rows, d), jnp.float32), u, lse, g)
   du, _ = jax.lax.scan(step, du0, (ii, jj))
   # The shift is a constant bound, not a parameter: no gradient flows to it.
   return du.reshape(-1, d)[:n].astype(u.dtype), jnp.zeros_like(shift), None

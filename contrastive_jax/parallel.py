@@ -37,6 +37,28 @@ def make_data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def varying_axes(x) -> set:
+  """Manual mesh axes an array (or ShapeDtypeStruct) varies over inside shard_map; empty outside."""
+  aval = x if isinstance(x, jax.ShapeDtypeStruct) else jax.typeof(x)
+  vma = getattr(aval, "vma", None)  # JAX <= 0.8 spelling.
+  if vma is None:
+    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", None)
+  return set(vma or ())
+
+
+def match_vma(x: jax.Array, *refs) -> jax.Array:
+  """x marked as varying over the manual mesh axes any of `refs` varies over.
+
+  Inside `jax.shard_map`, a value built from constants (a scan's initial carry,
+  a conditional's other branch) must have the same varying-axes type as the
+  values computed from the data.
+  """
+  vma = set().union(*(varying_axes(r) for r in refs)) - varying_axes(x)
+  if not vma:
+    return x
+  return jax.lax.pcast(x, tuple(sorted(vma, key=str)), to="varying")
+
+
 def data_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) dimension split over the data axis."""
   return NamedSharding(mesh, P(DATA_AXIS))

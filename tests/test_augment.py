@@ -78,7 +78,7 @@ def test_jitter_program_equals_sequential_ops():
     return x
 
   for mult in (False, True):
-    params = A._jitter_params(keys, 1.0, 1.0, mult)
+    params = A._jitter_params(A._uniforms(keys, 6), 1.0, 1.0, mult)
     params["order"] = jnp.arange(24, dtype=jnp.int32)
     fused = jax.jit(A._jitter_planar, static_argnums=2)
     got = jnp.moveaxis(fused(jnp.moveaxis(x, -1, 1), params, mult), 1, -1)
@@ -116,12 +116,32 @@ def test_crop_fallback_is_centre_crop():
   np.testing.assert_array_equal(boxes, np.tile([0, 16, 20, 27], (16, 1)))  # aspect 4/3
 
 
+def test_crop_extra_attempts_only_when_needed():
+  # Hard boxes: about 30% of candidates fit, so the first 8 all miss for ~6%
+  # of images. max_attempts=8 never draws more; 100 draws the other 92 for
+  # the batch, keeps the boxes of images that had a fit, and finds the rest.
+  n, kw = 4000, dict(area_range=(0.5, 0.6), aspect_ratio_range=(1 / 8, 8.0))
+  key = jax.random.PRNGKey(3)
+  few = np.asarray(A.sample_crop_boxes(key, n, 32, 32, max_attempts=8, **kw))
+  many = np.asarray(A.sample_crop_boxes(key, n, 32, 32, max_attempts=100, **kw))
+  fallback = lambda b: (b[:, 2] * b[:, 3] > 0.7 * 32 * 32)  # whole image, area 1
+  assert 0.02 < fallback(few).mean() < 0.12, fallback(few).mean()
+  assert not fallback(many).any()
+  np.testing.assert_array_equal(many[~fallback(few)], few[~fallback(few)])
+  top, left, bh, bw = many.T
+  assert (top >= 0).all() and (left >= 0).all()
+  assert (top + bh <= 32).all() and (left + bw <= 32).all()
+  area = bh * bw / 1024
+  assert (area >= 0.5 - (bh + bw + 1) / 2048).all() and (area <= 0.6 + (bh + bw + 1) / 2048).all()
+
+
 @pytest.mark.parametrize("side,size", [(40, 24), (90, 72)])  # matmul / gather columns
 def test_crop_resize_matches_jax_and_tf_resize(tf, side, size):
   images = _images(3, side, seed=1)
   boxes = A.sample_crop_boxes(jax.random.PRNGKey(2), 3, side, side)
   flip = jnp.asarray([False, True, False])
-  got = jnp.moveaxis(A._crop_resize_planar(images, boxes, size, flip, "bicubic"), 1, -1)
+  src = jnp.moveaxis(images, -1, 1) if A._planar_crop(size) else images  # the path's layout
+  got = jnp.moveaxis(A._crop_resize(src, boxes, size, flip, "bicubic"), 1, -1)
   for i, (t, l, h, w) in enumerate(np.asarray(boxes)):
     crop = images[i, t:t + h, l:l + w]
     want = jnp.clip(jax.image.resize(crop, (size, size, 3), "cubic", antialias=False), 0, 1)
@@ -175,6 +195,40 @@ def test_determinism_key_forms_and_jit():
   typed = jax.random.wrap_key_data(keys)
   np.testing.assert_allclose(A.simclr_augment(typed, x, CIFAR), full, atol=1e-6)
   assert not np.allclose(f(jax.random.PRNGKey(8), x), a)
+
+
+def test_chunked_paths_match_one_pass():
+  # In-place chunk loop (output shape == input) and lax.map (a 24 px crop of
+  # 32 px images), both with a tail chunk, equal a single pass.
+  x = _images(7)
+  keys = jax.random.split(jax.random.PRNGKey(4), 7)
+  for size in (32, 24):
+    one = A.simclr_augment(keys, x, A.SimCLRAugment.cifar10(image_size=size, chunk_images=7))
+    chunked = A.simclr_augment(keys, x, A.SimCLRAugment.cifar10(image_size=size, chunk_images=3))
+    chex.assert_shape(chunked, (7, size, size, 3))
+    np.testing.assert_allclose(chunked, one, atol=1e-6)
+
+
+def test_random_crop_and_flip_matches_simclr_draws():
+  # The same per-image draws: simclr_augment without colour ops is exactly
+  # random_crop_and_flip for the same keys.
+  x = _images(6)
+  keys = jax.random.split(jax.random.PRNGKey(6), 6)
+  plain = A.SimCLRAugment.cifar10(jitter_p=0.0, grayscale_p=0.0)
+  np.testing.assert_allclose(A.random_crop_and_flip(keys, x, plain),
+                             A.simclr_augment(keys, x, plain), atol=1e-6)
+
+
+def test_jitter_clip_input_equals_clipping_first():
+  x = _images(16, 8, seed=2) * 1.4 - 0.2  # a bicubic crop can leave [0, 1]
+  keys = jax.random.split(jax.random.PRNGKey(8), 16)
+  params = A._jitter_params(A._uniforms(keys, 6), 1.0, 0.5, False)
+  planar = jnp.moveaxis(x, -1, 1)
+  token = A._cpu_token(keys)
+  got = A._jitter_planar(planar, params, False, token, clip_input=True)
+  want = A._jitter_planar(jnp.clip(planar, 0.0, 1.0), params, False, token)
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  assert float(got.min()) >= 0.0 and float(got.max()) <= 1.0
 
 
 def test_vmap_and_one_image():
@@ -274,6 +328,23 @@ def _jpeg(h: int, w: int, seed: int = 0) -> bytes:
   buf = io.BytesIO()
   Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="JPEG")
   return buf.getvalue()
+
+
+def test_tf_host_crops_read_png_as_jpeg(tf):
+  from PIL import Image
+  # A smooth image, so that a quality-100 JPEG is within a few levels of the PNG.
+  y, x = np.mgrid[0:90, 0:120]
+  img = np.stack([2 * y, 2 * x, x + y], -1).clip(0, 255).astype(np.uint8)
+  encoded = {}
+  for fmt, kw in (("PNG", {}), ("JPEG", {"quality": 100, "subsampling": 0})):
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=fmt, **kw)
+    encoded[fmt] = tf.constant(buf.getvalue())
+  seed = tf.constant([3, 4], tf.int64)
+  for fn in (lambda b: A.tf_decode_and_random_crop(b, seed, size=40), lambda b: A.tf_decode_and_center_crop(b, 56)):
+    png, jpeg = fn(encoded["PNG"]).numpy(), fn(encoded["JPEG"]).numpy()
+    assert png.shape == jpeg.shape and png.dtype == np.uint8
+    assert np.abs(png.astype(float) - jpeg).mean() < 2.0
 
 
 def test_tf_host_crops(tf):

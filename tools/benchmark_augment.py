@@ -10,7 +10,11 @@ intra_op_parallelism_threads=1) in a subprocess.
 Reference: torchvision's standard SimCLR CIFAR transform (PIL) does about
 2,300 two-view images/s on one core at 32x32; the goal is >= 10x per core.
 
-  python tools/benchmark_augment.py [--repeats 20] [--no-single]
+On Linux the process re-executes itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+(as tools/benchmark.py), so that glibc backs XLA's large buffers with
+transparent huge pages; --nohugepages measures without.
+
+  python tools/benchmark_augment.py [--repeats 20] [--no-single] [--nohugepages]
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 SINGLE_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 TORCHVISION_TWO_VIEW_PER_CORE = 2300.0
+HUGETLB = "glibc.malloc.hugetlb=1"
+
+
+def maybe_reexec_with_hugepages() -> None:
+  """Re-exec with glibc's THP tunable (read only at process start); children inherit it."""
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  if not sys.platform.startswith("linux") or "glibc.malloc.hugetlb" in tunables:
+    return
+  try:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="utf-8") as f:
+      if "[never]" in f.read():
+        return
+  except OSError:
+    return
+  env = dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, HUGETLB) if t))
+  os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def measure(repeats: int) -> list[tuple[str, float]]:
@@ -62,7 +82,9 @@ def measure(repeats: int) -> list[tuple[str, float]]:
 
 
 def report(title: str, results, cores: int) -> None:
-  print(f"{title}: XLA uses {cores} core(s)")
+  # The load average says how shared the machine was while measuring.
+  load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+  print(f"{title}: XLA uses {cores} core(s), load average {load}")
   for name, best, median in results:
     print(f"  {name:40s} {best:10.0f} two-view img/s (median {median:8.0f}) "
           f"= {best / cores:9.0f} per core")
@@ -72,8 +94,12 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=20)
   parser.add_argument("--no-single", action="store_true", help="skip the 1-core run")
+  parser.add_argument("--nohugepages", action="store_true",
+                      help="do not re-exec with GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if not args.nohugepages and not args.child:
+    maybe_reexec_with_hugepages()
 
   import jax  # pylint: disable=g-import-not-at-top
   cores = len(os.sched_getaffinity(0))
@@ -81,7 +107,8 @@ def main() -> None:
   if args.child:
     report("1 core (taskset -c 0, single-threaded XLA)", results, 1)
     return
-  print(f"jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs visible")
+  print(f"jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs visible, "
+        f"GLIBC_TUNABLES='{os.environ.get('GLIBC_TUNABLES', '')}'")
   report("all cores", results, cores)
   if not args.no_single:
     sys.stdout.flush()

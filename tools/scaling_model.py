@@ -259,7 +259,9 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--devices", type=int, default=8, help="host CPU devices to compile for")
   ap.add_argument("--scenarios", default="resnet18_cifar,resnet50_224")
-  ap.add_argument("--conv_impl", default="", help="override the model's conv_impl (bytes do not depend on it)")
+  ap.add_argument("--conv_impl", default="xla",
+                  help="convolution lowering to compile; xla (the accelerators' lowering) counts model FLOPs "
+                       "without im2col's padding; '' keeps the config's; bytes do not depend on it")
   ap.add_argument("--anchor_json", action="append", default=[],
                   help="tools/benchmark.py JSON (one GPU): its views_per_sec replaces the assumed H100 compute "
                        "for the scenario with the same depth; repeatable")
