@@ -9,7 +9,7 @@ Dense evaluation needs several [2B, 2B] float32 matrices (16 B^2 bytes each),
 so above ``--skip_dense_above`` (or when its temp memory exceeds
 ``--max_run_gib``) it is compiled for the memory figure only, not run.
 
-  python tools/benchmark_loss.py --sizes 4096,16384,65536 --chunk_size 2048
+  python tools/benchmark_loss.py --sizes 4096,16384,65536 --chunk_size 2048 [--floor]
 
 Run it with XLA_FLAGS unset (one CPU device).
 """
@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 from contrastive_jax.losses import nt_xent  # noqa: E402
 
@@ -47,6 +46,8 @@ def _parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--max_run_gib", type=float, default=12.0,
                  help="never run a program whose temp memory exceeds this (GiB)")
   p.add_argument("--paths", default="dense,chunked", help="which paths to benchmark")
+  p.add_argument("--floor", action="store_true",
+                 help="also time the chunked path's tile products alone and print the floor they set")
   return p.parse_args(argv)
 
 
@@ -84,6 +85,38 @@ def _bench_one(b: int, d: int, chunk: int | None, args: argparse.Namespace, run:
   return temp, compile_s, f"{statistics.median(times):.3f}", float(loss)
 
 
+def _matmul_floor(b: int, d: int, chunk: int, repeats: int) -> str:
+  """Lower bound of the single-device chunked fwd+bwd from its matrix products alone.
+
+  The symmetric path computes each of the P = nb(nb+1)/2 tile pairs (nb = 2B / chunk) with one
+  [chunk, D] x [D, chunk] product forward and three backward (one of those, [chunk, chunk] x
+  [chunk, D], twice); each is timed alone here.
+  """
+  k1, k2 = jax.random.split(jax.random.key(1))
+  u = jax.random.normal(k1, (chunk, d), jnp.float32)
+  w = jax.random.normal(k2, (chunk, chunk), jnp.float32)
+
+  def best(f, *xs):
+    f = jax.jit(f)
+    jax.block_until_ready(f(*xs))
+    ts = []
+    for _ in range(max(repeats, 5)):
+      t0 = time.perf_counter()
+      jax.block_until_ready(f(*xs))
+      ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+  t_s = best(lambda a, c: a @ c.T, u, u)    # logits tile
+  t_g = best(lambda m, a: m @ a, w, u)      # gradient product
+  nb = -(-2 * b // chunk)
+  pairs = nb * (nb + 1) // 2
+  floor = pairs * (2 * t_s + 2 * t_g)
+  gflops = 2 * chunk * chunk * d / 1e9
+  return (f"matmul floor at B={b}, chunk {chunk}: {pairs} tile pairs x (2 x {t_s * 1e3:.2f} ms logits "
+          f"[{gflops / t_s:.0f} GFLOP/s] + 2 x {t_g * 1e3:.2f} ms gradient [{gflops / t_g:.0f} GFLOP/s]) "
+          f"= {floor:.2f} s")
+
+
 def main(argv=None) -> None:
   args = _parse_args(argv)
   sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -103,6 +136,10 @@ def main(argv=None) -> None:
       loss_str = f"{loss:.5f}" if loss is not None else "-"
       print(f"| {b} | {path} | {chunk or '-'} | {_fmt_bytes(temp)} | {compile_s:.1f} | "
             f"{t_str} | {loss_str} |", flush=True)
+  if args.floor:
+    print()
+    for b in sizes:
+      print(_matmul_floor(b, args.dim, args.chunk_size, args.repeats), flush=True)
 
 
 if __name__ == "__main__":

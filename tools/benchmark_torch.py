@@ -19,7 +19,10 @@ runs the library versions.)
 The inputs are random tensors: no augmentation, which favours this anchor (the
 JAX step augments on-device inside its timed step).
 
-  /work/torchenv/bin/python tools/benchmark_torch.py [--pairs 64] [--steps 10] [--threads 2] [--channels_last]
+  python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch torchvision lightly
+  /tmp/torchenv/bin/python tools/benchmark_torch.py [--pairs 64] [--steps 10] [--threads 2] [--channels_last]
+
+(kept out of the project's environment: torch is not a dependency of contrastive-jax).
 
 The last line is a JSON object with pairs_per_sec.
 """
