@@ -42,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -68,26 +69,9 @@ _HUGEPAGES = flags.DEFINE_bool(
     "glibc backs large allocations (XLA:CPU's per-step temporaries) with transparent huge pages; with 4 KiB "
     "pages every step page-faults its fresh temporaries in again.")
 
-_HUGETLB = "glibc.malloc.hugetlb=1"
-
 _DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet2012": 1000, "imagenette": 10}
 
 
-def _maybe_reexec_with_hugepages() -> None:
-  """Re-exec with glibc's THP tunable; glibc reads tunables only at process start."""
-  if not _HUGEPAGES.value or not sys.platform.startswith("linux"):
-    return
-  tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if "glibc.malloc.hugetlb" in tunables:
-    return
-  try:
-    with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="utf-8") as f:
-      if "[never]" in f.read():
-        return
-  except OSError:
-    return
-  env = dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, _HUGETLB) if t))
-  os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def _setup_env() -> None:
@@ -274,7 +258,8 @@ def _si(x: float | None, unit: str) -> str:
 
 def main(argv: list[str]) -> None:
   del argv
-  _maybe_reexec_with_hugepages()
+  if _HUGEPAGES.value:
+    hugepages.reexec_with_hugepages()
   _setup_env()
   config = _CONFIG.value
   r = run(config)

@@ -29,26 +29,14 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 SINGLE_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 TORCHVISION_TWO_VIEW_PER_CORE = 2300.0
-HUGETLB = "glibc.malloc.hugetlb=1"
 
 
-def maybe_reexec_with_hugepages() -> None:
-  """Re-exec with glibc's THP tunable (read only at process start); children inherit it."""
-  tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if not sys.platform.startswith("linux") or "glibc.malloc.hugetlb" in tunables:
-    return
-  try:
-    with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="utf-8") as f:
-      if "[never]" in f.read():
-        return
-  except OSError:
-    return
-  env = dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, HUGETLB) if t))
-  os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def measure(repeats: int) -> list[tuple[str, float]]:
@@ -99,7 +87,7 @@ def main() -> None:
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if not args.nohugepages and not args.child:
-    maybe_reexec_with_hugepages()
+    hugepages.reexec_with_hugepages()
 
   import jax  # pylint: disable=g-import-not-at-top
   cores = len(os.sched_getaffinity(0))
