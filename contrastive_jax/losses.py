@@ -81,16 +81,20 @@ def _check_inputs(
         f"got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
   if a.shape[1] == 0:
     raise ValueError(f"embedding size D must be >= 1; got shape {tuple(a.shape)}.")
-  # A traced temperature (e.g. a learnt one) cannot be checked at trace time.
-  try:
-    t = float(temperature)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    t = None
+  t = _concrete(temperature)
   if t is not None and not t > 0.0:  # also rejects NaN.
     raise ValueError(f"temperature must be > 0; got {temperature}.")
   if chunk_size is not None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
       raise ValueError(f"chunk_size must be None or a positive int; got {chunk_size!r}.")
+
+
+def _concrete(temperature: Any) -> Optional[float]:
+  """The temperature as a float, or None when traced (e.g. learnt): unknown at trace time."""
+  try:
+    return float(temperature)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return None
 
 
 def _l2_normalize(x: Array) -> Array:
@@ -304,7 +308,7 @@ def _tile_pairs(n_blocks: int) -> tuple[Array, Array]:
   return jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
 
 
-def _sym_tile(u_t: Array, i: Array, j: Array, n: int, shift: Array):
+def _sym_tile(u_t: Array, i: Array, j: Array, n: int, shift: float):
   """Tile (i, j) of U U^T: s [R, R] logits and e = exp(s - shift), 0 off-support."""
   rows = u_t.shape[1]
   s = jnp.dot(u_t[i], u_t[j].T, preferred_element_type=jnp.float32)
@@ -346,8 +350,8 @@ def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
     neg_max = carry[2].at[i].max(jnp.max(neg, axis=1)).at[j].max(jnp.max(neg, axis=0))
     return (l, w, neg_max), None
 
-  zeros = parallel.match_vma(jnp.zeros((nb, rows), jnp.float32), u, shift, pos_idx)
-  neg_inf = parallel.match_vma(jnp.full((nb, rows), -jnp.inf, jnp.float32), u, shift, pos_idx)
+  zeros = parallel.match_vma(jnp.zeros((nb, rows), jnp.float32), u, pos_idx)
+  neg_inf = parallel.match_vma(jnp.full((nb, rows), -jnp.inf, jnp.float32), u, pos_idx)
   init = (zeros, zeros, neg_inf) if with_stats else (zeros,)
   carry, _ = jax.lax.scan(step, init, (ii, jj))
   l = carry[0].reshape(-1)[:n]
@@ -358,15 +362,15 @@ def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
   return lse, (neg_max, w / l)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _sym_chunked_lse(u, shift, pos_idx, rows, with_stats):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _sym_chunked_lse(u, pos_idx, shift, rows, with_stats):
   """lse_i = logsumexp_{j != i} u_i . u_j without building U U^T.
 
   Args:
     u: [N, D] float32 rows, unit embeddings times sqrt(1 / temperature).
-    shift: float32 scalar >= every |u_i . u_j| (1 / temperature), with
-      exp(-2 * shift) a normal float32.
     pos_idx: [N] int32 positive column per row, an involution (stats only).
+    shift: static float >= every |u_i . u_j| (1 / temperature), with
+      exp(-2 * shift) a normal float32.
     rows: static tile size.
     with_stats: static; also return metric statistics (no gradient).
 
@@ -376,14 +380,14 @@ def _sym_chunked_lse(u, shift, pos_idx, rows, with_stats):
   return _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats)
 
 
-def _sym_chunked_lse_fwd(u, shift, pos_idx, rows, with_stats):
+def _sym_chunked_lse_fwd(u, pos_idx, shift, rows, with_stats):
   out = _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats)
-  return out, (u, shift, out[0])
+  return out, (u, out[0])
 
 
-def _sym_chunked_lse_bwd(rows, with_stats, res, cts):
+def _sym_chunked_lse_bwd(shift, rows, with_stats, res, cts):
   del with_stats
-  u, shift, lse = res
+  u, lse = res
   g = cts[0]
   n, d = u.shape
   nb = _num_blocks(n, rows)
@@ -397,6 +401,7 @@ def _sym_chunked_lse_bwd(rows, with_stats, res, cts):
     _, _, e = _sym_tile(u_t, i, j, n, shift)
     # d(sum_r g_r lse_r)/dU = (A + A^T) U with A_rc = g_r softmax_rc; the
     # (i, j) tile of A + A^T is w below, the (j, i) tile is w^T.
+    # A diagonal tile is visited once but holds both (r, c) and (c, r).
     w = e * (a_t[i][:, None] + a_t[j][None, :]) * jnp.where(i == j, 0.5, 1.0)
     du = du.at[i].add(jnp.dot(w, u_t[j], preferred_element_type=jnp.float32))
     du = du.at[j].add(jnp.dot(w.T, u_t[i], preferred_element_type=jnp.float32))
@@ -404,8 +409,7 @@ def _sym_chunked_lse_bwd(rows, with_stats, res, cts):
 
   du0 = parallel.match_vma(jnp.zeros((nb, rows, d), jnp.float32), u, lse, g)
   du, _ = jax.lax.scan(step, du0, (ii, jj))
-  # The shift is a constant bound, not a parameter: no gradient flows to it.
-  return du.reshape(-1, d)[:n].astype(u.dtype), jnp.zeros_like(shift), None
+  return du.reshape(-1, d)[:n].astype(u.dtype), None
 
 
 _sym_chunked_lse.defvjp(_sym_chunked_lse_fwd, _sym_chunked_lse_bwd)
@@ -414,13 +418,6 @@ _sym_chunked_lse.defvjp(_sym_chunked_lse_fwd, _sym_chunked_lse_bwd)
 # ----------------------------------------------------------------------------
 # The shared core.
 # ----------------------------------------------------------------------------
-
-
-def _fixed_shift_ok(temperature: Any) -> bool:
-  try:
-    return float(temperature) >= _MIN_FIXED_SHIFT_TEMPERATURE
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return False  # A traced temperature cannot bound the logits at trace time.
 
 
 def _contrastive_core(
@@ -466,10 +463,10 @@ def _contrastive_core(
       neg_max = jnp.max(jnp.where(col_ids[None, :] == pos_idx[:, None], -jnp.inf, sl), axis=-1)
       probs = jax.nn.softmax(sl, axis=-1)
       expected_logit = jnp.sum(probs * jnp.where(valid, sl, 0.0), axis=-1)
-  elif symmetric and _fixed_shift_ok(temperature):
-    inv_t = 1.0 / float(temperature)
+  elif symmetric and (t_static := _concrete(temperature)) is not None and t_static >= _MIN_FIXED_SHIFT_TEMPERATURE:
+    inv_t = 1.0 / t_static
     u = anchors * jnp.float32(np.sqrt(inv_t))
-    lse, stats = _sym_chunked_lse(u, jnp.float32(inv_t), pos_idx, min(chunk_size, n), with_metrics)
+    lse, stats = _sym_chunked_lse(u, pos_idx, inv_t, min(chunk_size, n), with_metrics)
   else:
     rows = min(chunk_size, n)
     cols_chunk = min(chunk_size, m_cols)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
-import importlib.util
 import json
 import os
 import re
@@ -69,13 +68,6 @@ SCENARIOS = {
     "resnet50_224": dict(config="experiments/imagenet_simclr.py", preset="100ep", batch=4096, num_classes=1000,
                          label="ResNet-50 224 px bf16"),
 }
-
-
-def _load_config(path: str, preset: str):
-  spec = importlib.util.spec_from_file_location("cfg_" + os.path.basename(path)[:-3], os.path.join(REPO, path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset) if preset else module.get_config()
 
 
 def _array_bytes(shape_text: str) -> list[tuple[str, tuple[int, ...], int]]:
@@ -139,11 +131,12 @@ def compile_step(name: str, n_devices: int, conv_impl: str) -> dict[str, Any]:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
+  from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
   from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
   from contrastive_jax import train  # pylint: disable=g-import-not-at-top
 
   sc = SCENARIOS[name]
-  config = _load_config(sc["config"], sc["preset"])
+  config = cli.load_config(os.path.join(REPO, sc["config"]) + (f":{sc['preset']}" if sc["preset"] else ""))
   config.batch_size = sc["batch"]
   devices = jax.devices()[:n_devices]
   mesh = parallel.make_data_mesh(devices)
