@@ -38,7 +38,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.proj_dim = 128
   config.model.bn_momentum = 0.9
   config.model.zero_init_residual = False
-  config.model.conv_impl = "auto"   # im2col + GEMM on CPUs (docs/performance.md), XLA convs elsewhere
+  config.model.conv_impl = "auto"   # Winograd / im2col GEMMs on CPUs (docs/performance.md), XLA convs elsewhere
   config.model.dtype = "float32"     # compute dtype; bfloat16 on accelerators
   config.model.online_probe = True   # linear probe on stop_gradient(h), as SimCLR TF2
 
@@ -94,6 +94,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.num_steps = 4
     config.warmup_epochs = 0.0
     config.model.base_width = 8
+    # Tiny models compile fastest with XLA's convolutions; the GEMM lowerings
+    # have their own tests (tests/test_conv_impl.py, the 8-device step test).
+    config.model.conv_impl = "xla"
     config.checkpoint_every_steps = 2
     config.log_every_steps = 1
     config.data.num_train_examples = 64

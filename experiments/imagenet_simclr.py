@@ -39,7 +39,7 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.model.base_width = 64
   config.model.cifar_stem = False
   config.model.head_layers = 2
-  config.model.conv_impl = "auto"   # im2col + GEMM on CPUs (docs/performance.md), XLA convs elsewhere
+  config.model.conv_impl = "auto"   # Winograd / im2col GEMMs on CPUs (docs/performance.md), XLA convs elsewhere
   config.model.dtype = "bfloat16"
 
   config.augment.preset = "imagenet"

@@ -56,7 +56,7 @@ _DEVICES = flags.DEFINE_integer(
     "devices", 0, "Devices to use (0: all). On CPU, N > 1 splits the host into N XLA devices "
     "(--xla_force_host_platform_device_count, set before JAX initialises).")
 _CONV_IMPL = flags.DEFINE_string(
-    "conv_impl", "", "ResNet convolution lowering: xla, im2col or auto ('' = config.model.conv_impl if the "
+    "conv_impl", "", "ResNet convolution lowering: xla, im2col, winograd or auto ('' = config.model.conv_impl if the "
     "config has it, else the model default).")
 _DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step (as training does).")
 _XLA_FLAGS = flags.DEFINE_string("xla_flags", "", "Extra XLA_FLAGS, appended before JAX initialises.")
@@ -64,6 +64,9 @@ _PEAK_SIZE = flags.DEFINE_integer("peak_size", 0, "Matmul size n for the peak (n
                                   "8192 elsewhere.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "Online-probe classes (0: from config.data.dataset).")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON result to this file.")
+_TRACE_DIR = flags.DEFINE_string(
+    "trace_dir", "", "Also record a jax.profiler trace of the timed steps here (TensorBoard/Perfetto; "
+    "tools/profile_ops.py sums it per op).")
 _HUGEPAGES = flags.DEFINE_bool(
     "hugepages", True, "On Linux, re-run this process with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 so that "
     "glibc backs large allocations (XLA:CPU's per-step temporaries) with transparent huge pages; with 4 KiB "
@@ -144,7 +147,7 @@ def run(config: Any) -> dict[str, Any]:
 
   from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
   from contrastive_jax import train  # pylint: disable=g-import-not-at-top
-  from contrastive_jax.models.resnet import resolve_conv_impl  # pylint: disable=g-import-not-at-top
+  from contrastive_jax.models.conv import resolve_conv_impl  # pylint: disable=g-import-not-at-top
 
   devices = jax.devices()
   if _DEVICES.value:
@@ -185,11 +188,15 @@ def run(config: Any) -> dict[str, Any]:
     state, metrics = compiled(state, batch, key)
   jax.block_until_ready(state)
   times = []
+  if _TRACE_DIR.value:
+    jax.profiler.start_trace(_TRACE_DIR.value, create_perfetto_trace=True)
   for _ in range(_STEPS.value):
     t0 = time.perf_counter()
     state, metrics = compiled(state, batch, key)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
+  if _TRACE_DIR.value:
+    jax.profiler.stop_trace()
   loss = float(metrics["loss"])
   median = statistics.median(times)
   mem, mem_source = _memory_bytes(compiled, devices)

@@ -16,7 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from contrastive_jax.models.resnet import ResNet, _check_conv_impl, _check_depth_width
+from contrastive_jax.models.conv import check_conv_impl
+from contrastive_jax.models.resnet import ResNet, _check_depth_width
 
 Array = Any
 Dtype = Any
@@ -124,7 +125,7 @@ class SimCLRModel(nn.Module):
   def __post_init__(self):
     # Fail at construction rather than at init (submodules are built lazily).
     _check_depth_width(self.depth, self.width_multiplier, self.base_width)
-    _check_conv_impl(self.conv_impl)
+    check_conv_impl(self.conv_impl)
     if not _is_int(self.head_layers) or self.head_layers < 1:
       raise ValueError(f"SimCLRModel head_layers must be an int >= 1 (v1: 2, v2: 3), got {self.head_layers!r}.")
     if not _is_int(self.num_probe_classes) or self.num_probe_classes < 0:

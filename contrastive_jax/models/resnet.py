@@ -11,25 +11,24 @@ Batch statistics are synchronised across devices when `axis_name` is set and
 the module runs inside `jax.shard_map` (or `pmap`) over that axis ("global
 BN", SimCLR Sec. 2.3).
 
-`conv_impl` picks how convolutions are lowered: "xla" (`lax.conv_general_dilated`),
-"im2col" (patches gathered with strided slices, then one matrix multiply) or
-"auto" (im2col when JAX's default backend is the CPU, else xla). XLA:CPU runs
-the kernel gradient of a convolution far below its matmul speed, so "im2col"
-is the faster choice on CPUs (docs/performance.md); all use the same `kernel`
-parameter [k, k, C, O] (same names, shapes and initial values), so
-checkpoints work with any of them.
+`conv_impl` picks how convolutions are computed (models/conv.py): "xla"
+(`lax.conv_general_dilated`), "im2col" (strided slices + one GEMM),
+"winograd" (Winograd F(2x2, 3x3) for 3x3 stride-1 convs, im2col for the
+rest) or "auto" (winograd when JAX's default backend is the CPU, else xla).
+All use the same `kernel` parameter [k, k, C, O] (same names, shapes and
+initial values), so checkpoints work with any of them.
 """
 
 from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-from jax import lax
+
+from contrastive_jax.models.conv import GemmConv, check_conv_impl, resolve_conv_impl
 
 Array = Any
 Dtype = Any
@@ -45,7 +44,6 @@ _STAGES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     200: ("bottleneck", (3, 24, 36, 3)),
 }
 ALLOWED_DEPTHS: tuple[int, ...] = tuple(sorted(_STAGES))
-CONV_IMPLS: tuple[str, ...] = ("xla", "im2col", "auto")
 _BN_EPSILON = 1e-5  # SimCLR BATCH_NORM_EPSILON and torchvision's default.
 
 # He normal with fan_out, as torchvision's kaiming_normal_(mode="fan_out").
@@ -72,82 +70,16 @@ def feature_dim(depth: int, width_multiplier: int = 1, base_width: int = 64) -> 
   return 8 * base_width * expansion * int(width_multiplier)
 
 
-def _check_conv_impl(conv_impl: Any) -> None:
-  if conv_impl not in CONV_IMPLS:
-    raise ValueError(f"ResNet conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}.")
-
-
-def resolve_conv_impl(conv_impl: str) -> str:
-  """Maps "auto" to "im2col" when JAX's default backend is the CPU, else to "xla"; others unchanged."""
-  if conv_impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
-  return conv_impl
-
-
-def im2col_conv(x: Array, kernel: Array, strides: Sequence[int],
-                padding: Sequence[tuple[int, int]]) -> Array:
-  """NHWC / HWIO convolution as patches @ kernel; equals `lax.conv_general_dilated`.
-
-  The k*k shifted, strided views of the padded input are concatenated on the
-  channel axis (channel fastest, matching `kernel.reshape(k*k*C, O)`) and
-  multiplied with the kernel in one GEMM. The gradients are then a GEMM plus
-  pads and adds, which XLA:CPU runs much faster than its convolution backward.
-
-  Args:
-    x: [B, H, W, C].
-    kernel: [kh, kw, C, O].
-    strides: (sh, sw).
-    padding: ((top, bottom), (left, right)).
-
-  Returns:
-    [B, Ho, Wo, O] in the dtype of x (and kernel).
-  """
-  kh, kw, c, o = kernel.shape
-  sh, sw = strides
-  if any(p for pair in padding for p in pair):
-    x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
-  b, h, w, _ = x.shape
-  ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-  cols = [lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
-          for i in range(kh) for j in range(kw)]
-  patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
-  # A plain 2-D GEMM: [B*Ho*Wo, k*k*C] @ [k*k*C, O].
-  y = jnp.dot(patches.reshape(b * ho * wo, kh * kw * c), kernel.reshape(kh * kw * c, o))
-  return y.reshape(b, ho, wo, o)
-
-
-class Im2ColConv(nn.Module):
-  """Bias-free 2-D convolution computed by `im2col_conv`; a drop-in for nn.Conv.
-
-  The parameter is nn.Conv's: `kernel` [kh, kw, C, O], created with the same
-  initialiser call, so both modules give identical variables for the same key.
-  """
-  features: int
-  kernel_size: tuple[int, int]
-  strides: tuple[int, int] = (1, 1)
-  padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
-  kernel_init: Callable[..., Array] = conv_kernel_init
-  dtype: Dtype | None = None
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    """[B, H, W, C] -> [B, Ho, Wo, features]."""
-    kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features),
-                        self.param_dtype)
-    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    return im2col_conv(x, kernel, self.strides, self.padding)
-
-
 def _conv(features: int, kernel: int, strides: int, *, name: str, dtype: Dtype = jnp.float32,
           conv_impl: str = "xla") -> nn.Module:
   # Symmetric explicit padding as torchvision / SimCLR's fixed_padding; 'SAME'
   # would pad (0, 1) for strided convs on even inputs.
   pad = (kernel - 1) // 2
   padding = ((pad, kernel - 1 - pad), (pad, kernel - 1 - pad))
-  if resolve_conv_impl(conv_impl) == "im2col":
-    return Im2ColConv(features, (kernel, kernel), strides=(strides, strides), padding=padding,
-                      kernel_init=conv_kernel_init, dtype=dtype, param_dtype=jnp.float32, name=name)
+  impl = resolve_conv_impl(conv_impl)
+  if impl != "xla":
+    return GemmConv(features, (kernel, kernel), strides=(strides, strides), padding=padding, impl=impl,
+                    kernel_init=conv_kernel_init, dtype=dtype, param_dtype=jnp.float32, name=name)
   return nn.Conv(
       features, (kernel, kernel), strides=(strides, strides),
       padding=padding, use_bias=False,
@@ -224,10 +156,11 @@ class ResNet(nn.Module):
     base_width: channels of the first stage (stages use 1x, 2x, 4x, 8x that);
       64 is the standard ResNet. Narrower nets (e.g. 16) make CPU-sized
       experiments possible with the same architecture.
-    conv_impl: how convolutions are lowered, one of CONV_IMPLS: "xla"
-      (`lax.conv_general_dilated`), "im2col" (strided slices + one GEMM,
-      faster on XLA:CPU) or "auto" (im2col on a CPU default backend, else
-      xla). Same parameters and results (up to float rounding) either way.
+    conv_impl: how convolutions are computed, one of CONV_IMPLS: "xla"
+      (`lax.conv_general_dilated`), "im2col" (strided slices + one GEMM),
+      "winograd" (F(2x2, 3x3) for 3x3 stride-1 convs, im2col otherwise;
+      fastest on XLA:CPU) or "auto" (winograd on a CPU default backend,
+      else xla). Same parameters and results (up to float rounding).
 
   Invalid configurations raise ValueError when the module is constructed.
   Variables: {'params', 'batch_stats'}. Parameter names are torchvision-like:
@@ -246,7 +179,7 @@ class ResNet(nn.Module):
 
   def __post_init__(self):
     _check_depth_width(self.depth, self.width_multiplier, self.base_width)
-    _check_conv_impl(self.conv_impl)
+    check_conv_impl(self.conv_impl)
     if not 0.0 <= self.bn_momentum < 1.0:
       raise ValueError(f"ResNet bn_momentum must be in [0, 1), got {self.bn_momentum!r}.")
     super().__post_init__()
