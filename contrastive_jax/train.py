@@ -248,6 +248,12 @@ class MetricWriter:
       self._tb.close()
 
 
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The rows of WORKDIR/metrics.jsonl in the order written (a resumed run appends; steps may repeat)."""
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 def _eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -7,7 +7,7 @@ blur. Reported about 91% linear top-1 (solo-learn: 90.74%).
 
 Presets, selected as `--config experiments/cifar10_simclr.py:<preset>`:
   (none)  the published recipe above.
-  cpu     about an hour on a 2-core CPU: a narrow ResNet-18 (base_width 16), 3 epochs.
+  cpu     about 30 minutes on a 2-core CPU: a narrow ResNet-18 (base_width 16), 3 epochs.
   test    a few steps on a handful of images, for tests and smoke runs.
 """
 
@@ -78,7 +78,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.eval.finetune_epochs = 30
 
   if preset == "cpu":
-    # About an hour of pretraining on a 2-core CPU: ResNet-18 at a quarter of the
+    # About 25 minutes of pretraining on a 2-core CPU: ResNet-18 at a quarter of the
     # channels (base_width 16), 3 epochs; linear evaluation on fixed features.
     config.batch_size = 256
     config.num_epochs = 3

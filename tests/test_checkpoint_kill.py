@@ -32,11 +32,6 @@ TMP = ".orbax-checkpoint-tmp"  # orbax.checkpoint._src.path.atomicity_types.TMP_
 STEPS = 6
 
 
-def _metrics(workdir: pathlib.Path) -> list[dict]:
-  with open(workdir / "metrics.jsonl", encoding="utf-8") as f:
-    return [json.loads(line) for line in f]
-
-
 def _tmp_dirs(ckpt_dir: pathlib.Path) -> list[str]:
   return sorted(p.name for p in ckpt_dir.iterdir() if TMP in p.name)
 
@@ -46,7 +41,7 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
   config = cli.load_config(f"{CONFIG}:test", **{"num_steps": STEPS, "checkpoint_every_steps": 2,
                                                 "keep_checkpoints": 2, "data.image_folder": str(image_folder)})
   train_lib.train_and_evaluate(config, str(tmp_path))
-  want = {m["step"]: m["loss"] for m in _metrics(tmp_path)}
+  want = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path)}
   ckpt_dir = tmp_path / "checkpoints"
   assert Checkpointer(str(ckpt_dir)).all_steps() == [4, 6]
 
@@ -70,7 +65,7 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
   assert Checkpointer(str(ckpt_dir)).latest_step() == 4
   (tmp_path / "metrics.jsonl").write_text("")
   summary = train_lib.train_and_evaluate(config, str(tmp_path))
-  got = {m["step"]: m["loss"] for m in _metrics(tmp_path)}
+  got = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path)}
   assert sorted(got) == [5, 6]  # resumed after step 4
   for s in (5, 6):
     np.testing.assert_allclose(got[s], want[s], rtol=1e-5)
@@ -144,7 +139,7 @@ def test_sigkill_during_a_save_resumes_from_the_last_complete_checkpoint(image_f
   assert _tmp_dirs(ckpt_dir) == []
   # Steps that the killed run had already logged came out the same when recomputed.
   by_step: dict[int, list[float]] = {}
-  for m in _metrics(workdir):
+  for m in train_lib.read_metrics(workdir):
     by_step.setdefault(m["step"], []).append(m["loss"])
   assert sorted(by_step) == list(range(1, STEPS + 1))
   for losses in by_step.values():

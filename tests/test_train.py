@@ -1,6 +1,5 @@
 """The training system: the distributed step contract, resume, preemption, NaN, multi-process, CLI errors."""
 
-import json
 import os
 import pathlib
 import signal
@@ -39,11 +38,6 @@ def _run_cli(module, args, env_extra=None, timeout=240, **popen):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             **popen)
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _read_metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f]
 
 
 # ----------------------------------------------------------------------------- the step contract
@@ -105,7 +99,7 @@ def test_resume_gives_the_same_losses(image_folder, tmp_path):
   config = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 3, "data.image_folder": str(image_folder)})
   straight = tmp_path / "straight"
   train_lib.train_and_evaluate(config, str(straight))
-  want = {m["step"]: m["loss"] for m in _read_metrics(straight)}
+  want = {m["step"]: m["loss"] for m in train_lib.read_metrics(straight)}
   assert sorted(want) == [1, 2, 3, 4, 5, 6]
 
   resumed = tmp_path / "resumed"
@@ -118,7 +112,7 @@ def test_resume_gives_the_same_losses(image_folder, tmp_path):
       shutil.rmtree(step_dir)
   (resumed / "metrics.jsonl").write_text("")
   summary = train_lib.train_and_evaluate(config, str(resumed))
-  got = {m["step"]: m["loss"] for m in _read_metrics(resumed)}
+  got = {m["step"]: m["loss"] for m in train_lib.read_metrics(resumed)}
   assert sorted(got) == [4, 5, 6]
   for s in (4, 5, 6):
     np.testing.assert_allclose(got[s], want[s], rtol=1e-5)
@@ -133,7 +127,7 @@ def test_checkpoints_keep_last_k(image_folder, tmp_path):
   assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [4, 5]
   assert (tmp_path / "config.json").exists()
   assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
-  rows = _read_metrics(tmp_path)
+  rows = train_lib.read_metrics(tmp_path)
   for key in ("step", "loss", "contrastive_acc", "learning_rate", "images_per_sec", "probe_acc"):
     assert key in rows[-1], key
 
@@ -197,8 +191,8 @@ def test_two_processes_with_gloo_match_one_process(image_folder, tmp_path):
   outs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out
-  multi = _read_metrics(tmp_path / "multi")
-  one = _read_metrics(tmp_path / "single")
+  multi = train_lib.read_metrics(tmp_path / "multi")
+  one = train_lib.read_metrics(tmp_path / "single")
   assert [m["step"] for m in multi] == [1, 2]  # only process 0 wrote
   # Step 1 is before any update; step 2 follows one LARS step, whose trust ratios amplify the
   # float32 rounding of gradient sums split 4 ways instead of 8 (measured: 1.05e-4 relative).
@@ -218,7 +212,7 @@ def test_loss_goes_down_on_real_cifar10(cifar10_dir, tmp_path):
                            "warmup_epochs": 0.0, "log_every_steps": 1, "checkpoint_every_steps": 30,
                            "data.image_folder": str(cifar10_dir), "data.num_train_examples": 1024})
   train_lib.train_and_evaluate(config, str(tmp_path))
-  losses = [m["loss"] for m in _read_metrics(tmp_path)]
+  losses = [m["loss"] for m in train_lib.read_metrics(tmp_path)]
   assert len(losses) == 30 and all(np.isfinite(losses))
   assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05, losses
 
