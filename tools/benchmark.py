@@ -66,15 +66,13 @@ _NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "Online-probe classes (0: 
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON result to this file.")
 _TRACE_DIR = flags.DEFINE_string(
     "trace_dir", "", "Also record a jax.profiler trace of the timed steps here (TensorBoard/Perfetto; "
-    "tools/profile_ops.py sums it per op).")
+    "tools/profile_ops.py sums it per op). The profiler's overhead is then part of the timed steps.")
 _HUGEPAGES = flags.DEFINE_bool(
     "hugepages", True, "On Linux, re-run this process with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 so that "
     "glibc backs large allocations (XLA:CPU's per-step temporaries) with transparent huge pages; with 4 KiB "
     "pages every step page-faults its fresh temporaries in again.")
 
 _DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet2012": 1000, "imagenette": 10}
-
-
 
 
 def _setup_env() -> None:

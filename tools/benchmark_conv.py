@@ -43,18 +43,10 @@ def main() -> None:
 
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jax import lax  # pylint: disable=g-import-not-at-top
 
-  from contrastive_jax.models.conv import im2col_conv, winograd_applies, winograd_conv  # pylint: disable=g-import-not-at-top
+  from contrastive_jax.models.conv import convolve  # pylint: disable=g-import-not-at-top
 
   stride, padding = (args.stride, args.stride), ((1, 1), (1, 1))
-
-  def conv_fn(impl):
-    if impl == "xla":
-      return lambda x, w: lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    if impl == "winograd" and winograd_applies((3, 3), stride, padding):
-      return winograd_conv
-    return lambda x, w: im2col_conv(x, w, stride, padding)
 
   def best_ms(f, *a):
     jax.block_until_ready(f(*a))
@@ -76,7 +68,7 @@ def main() -> None:
     gflop = 2 * args.batch * out * out * 9 * channels * channels / 1e9
     reference = None
     for impl in args.impls.split(","):
-      conv = conv_fn(impl)
+      conv = lambda x, w, impl=impl: convolve(x, w, stride, padding, impl)
       fwd = jax.jit(conv)
       grad = jax.jit(jax.grad(lambda x, w, r, conv=conv: jnp.sum(conv(x, w) * r), argnums=(0, 1)))
       values = (fwd(x, w), *grad(x, w, r))

@@ -152,11 +152,17 @@ def _pad_to_tiles(x: Array, before: int) -> Array:
   return jnp.pad(x, ((0, 0), (before, before + h % 2), (before, before + w % 2), (0, 0)))
 
 
+def _tiled_input(x: Array) -> tuple[list[Array], int, int]:
+  """x [B, H, W, C] -> (B^T d B of its padded 4x4 tiles, 16 x [B*h2*w2, C]; h2; w2), h2 = ceil(H / 2)."""
+  _, h, w, _ = x.shape
+  h2, w2 = (h + 1) // 2, (w + 1) // 2
+  return _input_transform(_pad_to_tiles(x, 1), h2, w2), h2, w2
+
+
 def _winograd(x: Array, u: Array) -> Array:
   """3x3 / stride 1 / padding 1 convolution of x [B, H, W, C] with transformed kernel u [16, C, O]."""
   b, h, w, _ = x.shape
-  h2, w2 = (h + 1) // 2, (w + 1) // 2
-  v = _input_transform(_pad_to_tiles(x, 1), h2, w2)
+  v, h2, w2 = _tiled_input(x)
   y = _output_transform([v[k] @ u[k] for k in range(16)], b, h2, w2)
   return y[:, :h, :w] if (h % 2 or w % 2) else y
 
@@ -168,21 +174,19 @@ def _winograd_conv(x: Array, kernel: Array) -> Array:
 
 def _winograd_conv_fwd(x, kernel):
   # Keep x, not the transformed input (4x larger): the backward pass rebuilds it.
-  return _winograd(x, _kernel_transform(kernel)), (x, kernel)
+  return _winograd_conv(x, kernel), (x, kernel)
 
 
 def _winograd_conv_bwd(residuals, dy):
   x, kernel = residuals
-  _, h, w, _ = x.shape
-  h2, w2 = (h + 1) // 2, (w + 1) // 2
   # The input gradient of a 3x3 / stride-1 / padding-1 convolution is the same
   # convolution of dy with the kernel rotated by 180 degrees, channels swapped.
   dx = _winograd(dy, _kernel_transform(jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)))
-  v = _input_transform(_pad_to_tiles(x, 1), h2, w2)
+  v, h2, w2 = _tiled_input(x)
   dm = _output_transform_transpose(_pad_to_tiles(dy, 0), h2, w2)
   du = jnp.stack([v[k].T @ dm[k] for k in range(16)])
-  g = jnp.asarray(_G, kernel.dtype)
-  dkernel = jnp.einsum("ai,abco,bj->ijco", g, du.reshape(4, 4, *du.shape[1:]), g)
+  # The kernel transform is linear: its VJP is its transpose.
+  (dkernel,) = jax.vjp(_kernel_transform, kernel)[1](du)
   return dx, dkernel
 
 
@@ -218,6 +222,22 @@ def winograd_conv(x: Array, kernel: Array) -> Array:
   return _winograd_conv(parallel.match_vma(x, kernel), kernel)
 
 
+def convolve(x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[tuple[int, int]],
+             impl: str) -> Array:
+  """Bias-free NHWC / HWIO convolution computed by `impl` ("xla", "im2col", "winograd" or "auto").
+
+  "winograd" uses `winograd_conv` where `winograd_applies` and `im2col_conv`
+  elsewhere. All give `lax.conv_general_dilated`'s result to float rounding.
+  """
+  impl = resolve_conv_impl(impl)
+  if impl == "xla":
+    return lax.conv_general_dilated(x, kernel, tuple(strides), tuple(map(tuple, padding)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  if impl == "winograd" and winograd_applies(kernel.shape, strides, padding):
+    return winograd_conv(x, kernel)
+  return im2col_conv(x, kernel, strides, padding)
+
+
 class GemmConv(nn.Module):
   """Bias-free 2-D convolution computed with matrix multiplies; a drop-in for nn.Conv.
 
@@ -244,6 +264,4 @@ class GemmConv(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features),
                         self.param_dtype)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    if self.impl == "winograd" and winograd_applies(kernel.shape, self.strides, self.padding):
-      return winograd_conv(x, kernel)
-    return im2col_conv(x, kernel, self.strides, self.padding)
+    return convolve(x, kernel, self.strides, self.padding, self.impl)
