@@ -176,6 +176,15 @@ def _num_classes(info: Any) -> int:
   return getattr(label_feature, "num_classes", 0) or 0
 
 
+def _image_and_label_chunks(ds: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """A tf.data dataset of TFDS examples -> chunks of its images and labels (-1 without a label)."""
+  images, labels = [], []
+  for ex in ds.batch(1024).as_numpy_iterator():
+    images.append(ex["image"])
+    labels.append(ex.get("label", np.full(len(ex["image"]), -1)))
+  return images, labels
+
+
 def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   _tf()
@@ -184,10 +193,7 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
                          shuffle_files=False)
   except Exception as e:  # pylint: disable=broad-except
     raise _unavailable(name, split, data_dir, e) from None
-  images, labels = [], []
-  for ex in ds.batch(1024).as_numpy_iterator():
-    images.append(ex["image"])
-    labels.append(ex.get("label", np.full(len(ex["image"]), -1)))
+  images, labels = _image_and_label_chunks(ds)
   return ArrayDataset(np.concatenate(images), np.concatenate(labels).astype(np.int32), _num_classes(info),
                       f"tfds:{name}/{split}")
 
@@ -217,10 +223,7 @@ def _load_tfds_encoded(name: str, split: str, data_dir: str | None, num_examples
     # Shards read one after another (no interleave): the order of an array_record copy of the split.
     examples = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False,
                                   read_config=tfds.ReadConfig(interleave_cycle_length=1)).take(n)
-    images, labels = [], []
-    for ex in examples.batch(1024).as_numpy_iterator():
-      images.append(ex["image"])
-      labels.append(ex.get("label", np.full(len(ex["image"]), -1)))
+    images, labels = _image_and_label_chunks(examples)
     images = np.concatenate(images) if images else np.zeros(0, object)
     labels = np.concatenate(labels).astype(np.int32) if labels else np.zeros(0, np.int32)
     ds = EncodedDataset(images, labels, _num_classes(info), label)
