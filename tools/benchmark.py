@@ -43,6 +43,7 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
+import timing  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -120,14 +121,7 @@ def peak_matmul_flops(device: Any, dtype: Any, n: int, repeats: int = 3) -> floa
   k1, k2 = jax.random.split(jax.random.key(0))
   a = jax.device_put(jax.random.normal(k1, (n, n), jnp.float32).astype(dtype), device)
   b = jax.device_put(jax.random.normal(k2, (n, n), jnp.float32).astype(dtype), device)
-  mm = jax.jit(jnp.matmul)
-  jax.block_until_ready(mm(a, b))
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(mm(a, b))
-    best = min(best, time.perf_counter() - t0)
-  return 2.0 * n ** 3 / best
+  return 2.0 * n ** 3 / timing.best_seconds(jax.jit(jnp.matmul), a, b, repeats=repeats)
 
 
 def _synthetic_batch(config: Any, batch: int, image_size: int, num_classes: int) -> dict[str, Any]:

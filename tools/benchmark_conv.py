@@ -22,11 +22,11 @@ import datetime
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
+import timing  # noqa: E402
 
 
 def main() -> None:
@@ -49,13 +49,7 @@ def main() -> None:
   stride, padding = (args.stride, args.stride), ((1, 1), (1, 1))
 
   def best_ms(f, *a):
-    jax.block_until_ready(f(*a))
-    times = []
-    for _ in range(args.repeats):
-      t0 = time.perf_counter()
-      jax.block_until_ready(f(*a))
-      times.append(time.perf_counter() - t0)
-    return 1e3 * min(times)
+    return 1e3 * timing.best_seconds(f, *a, repeats=args.repeats)
 
   results = []
   for shape in args.shapes.split(","):

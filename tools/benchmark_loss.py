@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import timing  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
 
 from contrastive_jax.losses import nt_xent  # noqa: E402
 
@@ -97,14 +98,7 @@ def _matmul_floor(b: int, d: int, chunk: int, repeats: int) -> str:
   w = jax.random.normal(k2, (chunk, chunk), jnp.float32)
 
   def best(f, *xs):
-    f = jax.jit(f)
-    jax.block_until_ready(f(*xs))
-    ts = []
-    for _ in range(max(repeats, 5)):
-      t0 = time.perf_counter()
-      jax.block_until_ready(f(*xs))
-      ts.append(time.perf_counter() - t0)
-    return min(ts)
+    return timing.best_seconds(jax.jit(f), *xs, repeats=max(repeats, 5))
 
   t_s = best(lambda a, c: a @ c.T, u, u)    # logits tile
   t_g = best(lambda m, a: m @ a, w, u)      # gradient product
