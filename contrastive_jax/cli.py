@@ -38,6 +38,7 @@ def run(job: Callable[[Any, str], Any], expected_errors: tuple[type[BaseExceptio
     import jax  # pylint: disable=g-import-not-at-top
     from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
     f = flags.FLAGS
+    _quiet_orbax_info()
     parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id)
     try:
       result = job(f.config, f.workdir)
@@ -49,6 +50,20 @@ def run(job: Callable[[Any, str], Any], expected_errors: tuple[type[BaseExceptio
 
   define_flags()
   app.run(main)
+
+
+def _quiet_orbax_info() -> None:
+  """Drop Orbax's INFO records (dozens per save) from the absl log; warnings and errors stay.
+
+  The rest of the INFO log stays visible: clu's ReportProgress writes the ETA line there.
+  """
+  import logging  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+
+  def keep(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.INFO or "/orbax/" not in record.pathname.replace("\\", "/")
+
+  absl_logging.get_absl_handler().addFilter(keep)
 
 
 def load_config(spec: str, **overrides: Any):

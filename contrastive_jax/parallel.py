@@ -87,6 +87,23 @@ def host_local_to_global(batch, mesh: Mesh):
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
+def barrier(name: str, timeout_s: float = 1800) -> None:
+  """Wait until every process gets here (no-op with one process).
+
+  Uses the coordination service's barrier, not a device collective, so that it
+  may wait longer than the CPU collectives' (gloo's) 30 s limit.
+  """
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  client = distributed.global_state.client
+  if client is None:  # started without jax.distributed (e.g. a TPU runtime): a device collective then
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+    return
+  client.wait_at_barrier(name, timeout_in_ms=int(timeout_s * 1000))
+
+
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None) -> None:

@@ -61,6 +61,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.log_every_steps = 50
+  # Rerunning on a workdir resumes; a changed schedule (num_steps, num_epochs, learning_rate, ...)
+  # is refused unless this is True (contrastive_jax/resume.py).
+  config.allow_schedule_change = False
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_train_examples = 0  # 0 = all

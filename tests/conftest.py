@@ -59,3 +59,33 @@ def image_folder(tmp_path_factory) -> pathlib.Path:
         img = np.clip(colour + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(img).save(d / f"{i:03d}.jpg")
   return root
+
+
+class NetworkBlocked(RuntimeError):
+  """Raised by the `no_network` fixture at the first network access.
+
+  A RuntimeError, not an OSError: urllib3 retries OSErrors ten times with backoff
+  (3.5 minutes for TFDS's download); this one stops at the first attempt.
+  """
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list[str]:
+  """Block the network at socket level (name lookup and connect); returns the hosts that were tried."""
+  import socket  # pylint: disable=g-import-not-at-top
+  tried: list[str] = []
+
+  def getaddrinfo(host, *args, **kwargs):
+    del args, kwargs
+    tried.append(str(host))
+    raise NetworkBlocked(f"network blocked by the test: getaddrinfo({host!r})")
+
+  def connect(self, address, *args):
+    del self, args
+    tried.append(str(address))
+    raise NetworkBlocked(f"network blocked by the test: connect({address!r})")
+
+  monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+  monkeypatch.setattr(socket.socket, "connect", connect)
+  monkeypatch.setattr(socket.socket, "connect_ex", connect)
+  return tried
