@@ -7,6 +7,8 @@ The public API, by module:
   optim     lars, scale_learning_rate, warmup_cosine_schedule, sgd_nesterov, adamw
   train     TrainState, make_train_step, distribute, train_and_evaluate (imported lazily:
             it pulls in the data pipeline)
+  embed     load_encoder, Encoder: a trained run's encoder as a function of images
+            (`contrastive_jax.load_encoder` imports it on first use)
 """
 
 from contrastive_jax.augment import SimCLRAugment, center_crop, random_crop_and_flip, simclr_augment
@@ -18,7 +20,17 @@ from contrastive_jax.parallel import DATA_AXIS, make_data_mesh
 __version__ = "0.1.0"
 
 __all__ = [
-    "DATA_AXIS", "ProjectionHead", "ResNet", "SimCLRAugment", "SimCLRModel", "adamw", "center_crop",
-    "info_nce", "lars", "make_data_mesh", "nt_xent", "nt_xent_with_metrics", "random_crop_and_flip",
-    "scale_learning_rate", "sgd_nesterov", "simclr_augment", "warmup_cosine_schedule",
+    "DATA_AXIS", "Encoder", "ProjectionHead", "ResNet", "SimCLRAugment", "SimCLRModel", "adamw", "center_crop",
+    "info_nce", "lars", "load_encoder", "make_data_mesh", "nt_xent", "nt_xent_with_metrics",
+    "random_crop_and_flip", "scale_learning_rate", "sgd_nesterov", "simclr_augment", "warmup_cosine_schedule",
 ]
+
+_LAZY = {"load_encoder": "contrastive_jax.embed", "Encoder": "contrastive_jax.embed"}
+
+
+def __getattr__(name: str):
+  # load_encoder needs orbax and the training code; `import contrastive_jax` stays light.
+  if name in _LAZY:
+    import importlib  # pylint: disable=g-import-not-at-top
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'contrastive_jax' has no attribute {name!r}")

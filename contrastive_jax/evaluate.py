@@ -222,27 +222,32 @@ class FineTuneModel(nn.Module):
 
 
 def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_classes: int,
-                         image_size: int, seed: int = 0):
-  """The pretrained model (restored from `workdir`) or, with `workdir=None`, a random-init one."""
+               image_size: int, seed: int = 0):
+  """The pretrained model (restored from `workdir`) or, with `workdir=None`, a random-init one.
+
+  Restores only the checkpoint items `step`, `params` and `batch_stats`, so a checkpoint
+  of any optimiser restores without rebuilding that optimiser.
+  """
   from contrastive_jax import train as train_lib  # pylint: disable=g-import-not-at-top
   model = train_lib.create_model(config, num_classes, axis_name=None)
-  variables = model.init(jax.random.key(seed), jnp.zeros((2, image_size, image_size, 3)), train=False)
-  step = 0
-  if workdir is not None:
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-    if ckpt.latest_step() is None:
-      raise FileNotFoundError(
-          f"no checkpoint found in {os.path.join(workdir, 'checkpoints')}. Pretrain first with "
-          f"python -m contrastive_jax.train --config ... --workdir {workdir}")
-    # Only the optimiser state's structure matters for the restore, not the schedule's length.
-    tx, _ = train_lib.create_optimizer(config, config.batch_size)
-    abstract = train_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                                    batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
-    state, _ = ckpt.restore(abstract)
-    step = int(state.step)
+  init = functools.partial(model.init, jax.random.key(seed), jnp.zeros((2, image_size, image_size, 3)), train=False)
+  if workdir is None:
+    return model, init(), 0
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(
+        f"no checkpoint found in {os.path.join(workdir, 'checkpoints')}. Pretrain first with "
+        f"python -m contrastive_jax.train --config ... --workdir {workdir}")
+  # The config's model shapes as targets (no initialisation to compute): a config that does
+  # not match the checkpoint fails here, naming the shapes. On one device, as init would put them.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  targets = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                         {"step": jax.ShapeDtypeStruct((), jnp.int32), **jax.eval_shape(init)})
+  try:
+    restored = ckpt.restore_items(("step", "params", "batch_stats"), abstract=targets)
+  finally:
     ckpt.close()
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-  return model, variables, step
+  return model, {"params": restored["params"], "batch_stats": restored["batch_stats"]}, int(restored["step"])
 
 
 def encoder_feature_fn(model, variables) -> FeatureFn:

@@ -47,20 +47,20 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
 
   # As if SIGTERM came after step 5 and SIGKILL at the end of the grace period,
   # during the off-cycle save of step 5: its folder was never renamed, and its
-  # state item is itself unfinished and partial. Step 6 was never reached.
+  # opt_state item (the largest) is itself unfinished and partial. Step 6 was never reached.
   partial = ckpt_dir / f"5{TMP}"
   (ckpt_dir / "6").rename(partial)
-  (partial / "state").rename(partial / f"state{TMP}")
+  (partial / "opt_state").rename(partial / f"opt_state{TMP}")
   for marker in partial.rglob("commit_success.txt"):
     marker.unlink()
-  data_files = sorted(p for p in (partial / f"state{TMP}").rglob("*") if p.is_file())
+  data_files = sorted(p for p in (partial / f"opt_state{TMP}").rglob("*") if p.is_file())
   assert len(data_files) > 4
   for p in data_files[::2]:
     p.unlink()
   data_files[1].write_bytes(data_files[1].read_bytes()[:7])  # and one file cut short
   # ... and an older kill, while an old step was being garbage-collected (rmtree stopped halfway).
   shutil.copytree(ckpt_dir / "4", ckpt_dir / "2")
-  shutil.rmtree(ckpt_dir / "2" / "state")
+  shutil.rmtree(ckpt_dir / "2" / "params")
 
   assert Checkpointer(str(ckpt_dir)).latest_step() == 4
   (tmp_path / "metrics.jsonl").write_text("")
