@@ -140,7 +140,7 @@ def test_nan_loss_stops_without_overwriting_the_last_good_checkpoint(image_folde
   assert good.latest_step() == 2
   before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
   bad = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 1, "learning_rate": float("nan"),
-                        "data.image_folder": str(image_folder)})
+                        "allow_schedule_change": True, "data.image_folder": str(image_folder)})
   with pytest.raises(train_lib.NonFiniteLossError, match=r"not finite at step 3.*last good checkpoint is step 2"):
     train_lib.train_and_evaluate(bad, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
