@@ -23,6 +23,7 @@ its own rows of every global batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import queue
 import threading
@@ -290,12 +291,24 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
   return steps
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+  """The example order of one epoch, read-only and cached: every step of the epoch slices it.
+
+  Drawing it anew every step took 0.11-0.31 s per step at ImageNet's 1.28 M examples on our
+  2-core machine (docs/performance.md, "Input throughput"): a core's work per accelerator step.
+  """
+  perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  perm.flags.writeable = False
+  return perm
+
+
 def global_batch_indices(step: int, num_examples: int, global_batch_size: int, seed: int) -> np.ndarray:
   """Example indices of global batch `step`: int64 [global_batch_size]."""
   spe = steps_per_epoch(num_examples, global_batch_size)
   epoch, offset = divmod(step, spe)
-  perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
-  return perm[offset * global_batch_size:(offset + 1) * global_batch_size]
+  perm = _epoch_permutation(int(seed), int(epoch), int(num_examples))
+  return perm[offset * global_batch_size:(offset + 1) * global_batch_size].copy()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,16 +342,20 @@ class TrainIterator:
     index: int32 [b], the row of each image in the *global* batch, from which the
       train step derives per-image augmentation keys that do not depend on the
       device count.
-  A background thread keeps `prefetch` batches ready.
+  A background thread keeps `prefetch` batches ready. Host crops (`EncodedDataset`)
+  run in a tf.data pool of `threads` threads, each decoding and cropping one image
+  at a time (0: tf.data's shared pool, one thread per core this process may run on,
+  autotuned parallelism); the batches do not depend on it.
   """
 
   def __init__(self, dataset: Dataset, *, global_batch_size: int, seed: int, start_step: int = 0,
-               rows: ProcessSlice | None = None, prefetch: int = 2, crop_size: int = 224):
+               rows: ProcessSlice | None = None, prefetch: int = 2, crop_size: int = 224, threads: int = 0):
     self.dataset = dataset
     self.global_batch_size = global_batch_size
     self.seed = seed
     self.rows = rows or ProcessSlice(0, global_batch_size)
     self.crop_size = crop_size
+    self.threads = threads
     steps_per_epoch(len(dataset), global_batch_size)  # fail early on a dataset smaller than a batch
     self._next_step = start_step
     self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
@@ -380,32 +397,46 @@ class TrainIterator:
       yield batch
       step += 1
 
+  def _step_inputs(self, step: np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Encoded images (or paths), labels, global rows and per-image crop seeds of this process's rows of `step`."""
+    step = int(step)
+    idx, rows = self._indices(step)
+    images, labels = self.dataset.read(idx)  # type: ignore[union-attr]
+    # Per-image crop seed from (seed, step, global row), like the device-side keys.
+    seeds = np.stack([np.full(len(rows), self.seed, np.int64), step * self.global_batch_size + rows.astype(np.int64)],
+                     axis=1)
+    return np.asarray(images, object), np.asarray(labels, np.int32), rows, seeds
+
   def _encoded_batches(self, step: int) -> Iterator[dict[str, np.ndarray]]:
+    """Host-cropped batches from `step` on, decoded and cropped in parallel by tf.data.
+
+    The only Python is one `numpy_function` per step that lists the step's inputs;
+    every per-image op runs in tf.data's threads. (A per-image `from_generator`
+    source made the same crops cost about 1.6x the CPU time: docs/performance.md.)
+    The parallel map is deterministic (kept in order), so a batch is a function of
+    (seed, step) alone, whatever the thread count or timing.
+    """
     from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
     tf = _tf()
     ds: EncodedDataset = self.dataset  # type: ignore[assignment]
+    b = self.rows.size
 
-    def gen():
-      s = step
-      while True:
-        idx, rows = self._indices(s)
-        images, labels = ds.read(idx)
-        for image, label, r in zip(images, labels, rows):
-          # Per-image crop seed from (seed, step, global row), like the device-side keys.
-          yield image, label, r, np.asarray([self.seed, s * self.global_batch_size + r], np.int64)
-        s += 1
+    def step_inputs(s: Any) -> tuple[Any, Any, Any, Any]:
+      images, labels, rows, seeds = tf.numpy_function(self._step_inputs, [s], (tf.string, tf.int32, tf.int32, tf.int64))
+      return (tf.ensure_shape(images, [b]), tf.ensure_shape(labels, [b]), tf.ensure_shape(rows, [b]),
+              tf.ensure_shape(seeds, [b, 2]))
 
-    sig = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32),
-           tf.TensorSpec((2,), tf.int64))
-
-    def load(image, label, row, seed):
+    def load(image: Any, label: Any, row: Any, seed: Any) -> dict[str, Any]:
       encoded = tf.io.read_file(image) if ds.files else image
       crops = tf.stack(augment.tf_two_crops(encoded, seed, size=self.crop_size))
       return {"image": crops, "label": label, "index": row}
 
-    pipe = (tf.data.Dataset.from_generator(gen, output_signature=sig)
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(self.rows.size, drop_remainder=True).prefetch(2))
+    options = tf.data.Options()
+    if self.threads:
+      options.threading.private_threadpool_size = self.threads
+    pipe = (tf.data.Dataset.range(step, 2**62).map(step_inputs).unbatch()
+            .map(load, num_parallel_calls=self.threads or tf.data.AUTOTUNE, deterministic=True)
+            .batch(b, drop_remainder=True).prefetch(2).with_options(options))
     yield from pipe.as_numpy_iterator()
 
   def __iter__(self):

@@ -168,3 +168,60 @@ def test_tfds_png_dataset_with_host_crop(tmp_path):
   want = [tf.io.decode_png(e).numpy()[0, 0, 0] for e in encoded]
   assert len(set(want)) == 4
   np.testing.assert_array_equal(batch["image"][:, :, 0, 0, 0], np.repeat(np.array(want)[:, None], 2, axis=1))
+
+
+def _jpeg_folder(root: pathlib.Path, num_images: int = 24) -> pathlib.Path:
+  """`root/train/<class>/<i>.jpg`: JPEGs of random sizes 40..90 px, every third 1200 x 900 (slow to decode).
+
+  Images that take 100x longer than their neighbours finish out of order in a parallel map.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  for i in range(num_images):
+    h, w = (900, 1200) if i % 3 == 0 else rng.integers(40, 91, size=2)
+    d = root / "train" / f"c{i % 2}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{i:02d}.jpg").write_bytes(tf.io.encode_jpeg(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).numpy())
+  return root
+
+
+def test_host_crop_batches_are_a_function_of_seed_and_step_at_any_parallelism(tmp_path):
+  """The parallel tf.data map keeps its order: thread count, timing and the start step change no batch."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
+  ds = data_lib.load_dataset("unused", "train", image_folder=str(_jpeg_folder(tmp_path)), host_crop=True)
+
+  def run(threads, start_step=0, num=4):
+    batches = data_lib.TrainIterator(ds, global_batch_size=8, seed=5, start_step=start_step, crop_size=32,
+                                     threads=threads)
+    try:
+      return [next(batches) for _ in range(num)]
+    finally:
+      batches.close()
+
+  serial, parallel = run(threads=1), run(threads=4)  # 3 steps per epoch: step 3 starts epoch 1
+  resumed = run(threads=4, start_step=2, num=2)
+  for a, b in zip(serial, parallel):
+    for key in ("image", "label", "index"):
+      np.testing.assert_array_equal(a[key], b[key])
+  for a, b in zip(serial[2:], resumed):
+    np.testing.assert_array_equal(a["image"], b["image"])
+  # Row r of step s holds the two crops of image global_batch_indices(s)[r] with seed (seed, s * B + r).
+  step = 3
+  files, labels = ds.read(data_lib.global_batch_indices(step, len(ds), 8, seed=5))
+  np.testing.assert_array_equal(serial[step]["label"], labels)
+  for r, path in enumerate(files):
+    want = np.stack(augment.tf_two_crops(tf.io.read_file(path), np.asarray([5, step * 8 + r], np.int64), size=32))
+    np.testing.assert_array_equal(serial[step]["image"][r], want)
+
+
+def test_global_batch_indices_slice_each_epochs_permutation():
+  """The cached epoch order is the one drawn per step before; callers get copies they may change."""
+  n, b, seed = 50, 8, 7  # 6 steps per epoch
+  for step in (0, 5, 6, 13):
+    epoch, offset = divmod(step, 6)
+    want = np.random.default_rng([seed, epoch]).permutation(n)[offset * b:(offset + 1) * b]
+    got = data_lib.global_batch_indices(step, n, b, seed)
+    np.testing.assert_array_equal(got, want)
+    got[:] = -1  # must not reach the cache
+    np.testing.assert_array_equal(data_lib.global_batch_indices(step, n, b, seed), want)
