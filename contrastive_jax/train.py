@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from clu import parameter_overview, periodic_actions
 from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import augment as augment_lib
@@ -37,6 +38,8 @@ from contrastive_jax import data as data_lib
 from contrastive_jax import losses
 from contrastive_jax import optim
 from contrastive_jax import parallel
+from contrastive_jax import resume as resume_lib
+from contrastive_jax import writers
 from contrastive_jax.checkpoint import Checkpointer
 from contrastive_jax.models import SimCLRModel
 
@@ -132,7 +135,8 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
 
   Inside `shard_map` (`axis_name` set) `batch` is this device's rows:
     image: uint8 [b, H, W, 3] or [b, 2, S, S, 3]; label: int32 [b] (-1: none);
-    index: int32 [b], each row's position in the global batch.
+    index: int32 [b], each row's position in the global batch;
+    preempt (optional): int32 [b], 1 on the rows of a process that got SIGTERM.
   `key` is the run's base key (the same on every device). Metrics are global
   means, identical on every device.
   """
@@ -177,6 +181,8 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
     metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["param_norm"] = optax.tree.norm(params)
+    if "preempt" in batch:  # > 0 on every process when any process got SIGTERM (see train_and_evaluate)
+      metrics["preempt"] = mean(jnp.max(batch["preempt"]).astype(jnp.float32))
     new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
@@ -197,7 +203,18 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks after each step."""
+  """Turns SIGTERM into this process's flag; the loop makes the decision collective.
+
+  The flag rides into the jitted step as `batch["preempt"]` and comes back as
+  `metrics["preempt"]`, reduced over every device of every process in the
+  all-reduce of the metrics that runs anyway. Every process reads it at the same
+  steps, so every process saves the same step and stops (an Orbax save needs
+  all of them), with no host-side collective stalling async dispatch, and in the
+  compiled step no extra collective either (XLA combines it with the metrics'
+  all-reduce: docs/performance.md). Orbax's `reached_preemption` is not used: it
+  needs `jax.distributed`'s preemption service, whose own SIGTERM notifier takes
+  the signal from this handler, and which single-process runs do not start.
+  """
 
   def __init__(self):
     self.requested = False
@@ -219,44 +236,7 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-class MetricWriter:
-  """metrics.jsonl + TensorBoard events; only process 0 writes."""
-
-  def __init__(self, workdir: str):
-    self.active = jax.process_index() == 0
-    self._jsonl = None
-    self._tb = None
-    if self.active:
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-      # tensorboardX: TensorBoard event files without TensorBoard/TF summary ops
-      # (tensorflow-cpu does not ship tensorboard).
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-  def write(self, step: int, scalars: dict[str, float]) -> None:
-    if not self.active:
-      return
-    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-    self._jsonl.flush()
-    for k, v in scalars.items():
-      self._tb.add_scalar(k, v, step)
-    self._tb.flush()
-
-  def close(self) -> None:
-    if self.active:
-      self._jsonl.close()
-      self._tb.close()
-
-
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """The rows of WORKDIR/metrics.jsonl in the order written (a resumed run appends; steps may repeat)."""
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def _eta(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+read_metrics = writers.read_metrics  # also here: tests and tools call train.read_metrics(workdir)
 
 
 def load_train_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
@@ -269,110 +249,160 @@ def load_train_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
                                num_examples=config.data.num_train_examples)
 
 
+def _write_config(workdir: str, config_json: dict[str, Any]) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      json.dump(config_json, f, indent=2)
+
+
+def _check_resume(ckpt: Checkpointer, workdir: str, config: ml_collections.ConfigDict,
+                  config_json: dict[str, Any]) -> None:
+  """Stop when the config differs from the recorded run's (resume.py); log an allowed schedule change."""
+  recorded = ckpt.restore_config()
+  path = os.path.join(workdir, "config.json")
+  if recorded is None and os.path.exists(path):  # runs from before configs were checkpointed
+    with open(path, encoding="utf-8") as f:
+      recorded = json.load(f)
+  if recorded is None:
+    print(f"warning: {workdir} records no config; resuming without checking it.", flush=True)
+    return
+  changes = resume_lib.check_resume_config(recorded, config_json,
+                                           allow_schedule_change=bool(config.get("allow_schedule_change", False)))
+  if changes and jax.process_index() == 0:
+    entry = {"step": ckpt.latest_step(), "time": time.time(),
+             "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()}}
+    with open(os.path.join(workdir, "config_changes.jsonl"), "a", encoding="utf-8") as f:
+      f.write(json.dumps(entry) + "\n")
+    print(f"allow_schedule_change: continuing from step {entry['step']} with "
+          + "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()), flush=True)
+    _write_config(workdir, config_json)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Pretrain (resuming from `workdir` if it holds checkpoints); returns a summary.
 
-  Raises NonFiniteLossError on a NaN/inf loss, without saving the bad state.
+  Raises NonFiniteLossError on a NaN/inf loss, without saving the bad state, and
+  resume.ConfigMismatchError when `config` cannot resume the run recorded in `workdir`.
   """
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_data_mesh()
   parallel.check_batch_divisible(config.batch_size, mesh.size)
-  dataset = load_train_data(config)
-  num_classes = dataset.num_classes
-  steps = total_steps(config, len(dataset))
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-  model = create_model(config, num_classes)
-  tx, schedule = create_optimizer(config, len(dataset))
-  aug = augment_config(config)
-  key = jax.random.key(config.seed)
-  image_shape = (aug.image_size, aug.image_size, 3)
-  replicated = parallel.replicated_sharding(mesh)
-  state = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape),
-                  out_shardings=replicated)(init_key(config.seed))
+  config_json = json.loads(config.to_json_best_effort())
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
-  start_step = 0
-  if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(state)
-    start_step = int(meta["data"]["next_step"])
+  batches = writer = None
+  try:
+    start_step = ckpt.latest_step() or 0
+    if start_step:  # checked before the data and the compilation: fail fast
+      _check_resume(ckpt, workdir, config, config_json)
+    else:
+      _write_config(workdir, config_json)
+    dataset = load_train_data(config)
+    steps = total_steps(config, len(dataset))
+    model = create_model(config, dataset.num_classes)
+    tx, schedule = create_optimizer(config, len(dataset))
+    aug = augment_config(config)
+    key = jax.random.key(config.seed)
+    image_shape = (aug.image_size, aug.image_size, 3)
+    state = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape),
+                    out_shardings=parallel.replicated_sharding(mesh))(init_key(config.seed))
+    if start_step:
+      state, meta = ckpt.restore(state)
+      start_step = int(meta["data"]["next_step"])
     if jax.process_index() == 0:
-      print(f"Resumed from {ckpt.directory} at step {start_step}.", flush=True)
+      print(parameter_overview.get_parameter_overview(state.params, include_stats=False, max_lines=80), flush=True)
+      if start_step:
+        print(f"Resumed from {ckpt.directory} at step {start_step}.", flush=True)
 
-  step_fn = distribute(make_train_step(model, tx, schedule, aug, temperature=config.temperature,
-                                       chunk_size=config.loss_chunk_size or None), mesh)
-  batches = data_lib.TrainIterator(dataset, global_batch_size=config.batch_size, seed=config.seed,
-                                   start_step=start_step, rows=data_lib.process_slice(config.batch_size, mesh),
-                                   prefetch=config.data.prefetch, crop_size=aug.image_size)
-  writer = MetricWriter(workdir)
+    step_fn = distribute(make_train_step(model, tx, schedule, aug, temperature=config.temperature,
+                                         chunk_size=config.loss_chunk_size or None), mesh)
+    batches = data_lib.TrainIterator(dataset, global_batch_size=config.batch_size, seed=config.seed,
+                                     start_step=start_step, rows=data_lib.process_slice(config.batch_size, mesh),
+                                     prefetch=config.data.prefetch, crop_size=aug.image_size)
+    writer = writers.create_writer(workdir)
+    # steps/s, % done and the ETA, logged and written beside the metrics every log step.
+    report = periodic_actions.ReportProgress(num_train_steps=steps, writer=writer,
+                                             every_steps=config.log_every_steps, every_secs=None)
+    return _train_loop(config, ckpt, writer, report, step_fn, state, batches, key, mesh, start_step, steps,
+                       config_json)
+  finally:
+    if batches is not None:
+      batches.close()
+    ckpt.close()
+    if writer is not None:
+      writer.close()
+
+
+def _train_loop(config, ckpt, writer, report, step_fn, state, batches, key, mesh, start_step: int, steps: int,
+                config_json: dict[str, Any]) -> dict[str, Any]:
   meta = lambda: {"rng": np.asarray(jax.random.key_data(key)).tolist(), "data": batches.position,
                   "config_seed": config.seed}
-  last = {"step": start_step}
-  t0, pending, last_loss = time.time(), None, None
-  images_since_log, last_log_time = 0, time.time()
-  eta_clock = None  # (time, step) once the first step (and its compilation) is done
+  last_saved, last_loss, pending = start_step, None, None
+  t0 = time.time()
 
-  def check(step_metrics, step):
+  def read(step_metrics, step) -> tuple[float, bool]:
+    """A finished step's loss (checked finite) and the collective preemption decision."""
     # The loss is computed before the update, so the updated parameters are checked too.
-    loss, pnorm = (float(x) for x in jax.device_get((step_metrics["loss"], step_metrics["param_norm"])))
+    loss, pnorm, preempt = (float(x) for x in jax.device_get(
+        (step_metrics["loss"], step_metrics["param_norm"], step_metrics["preempt"])))
     if not (math.isfinite(loss) and math.isfinite(pnorm)):
       good = ckpt.latest_step()
       raise NonFiniteLossError(
           f"training is not finite at step {step} (loss {loss}, parameter norm {pnorm}). Stopping without "
           f"saving; the last good checkpoint is {'step ' + str(good) if good is not None else 'none'} in "
           f"{ckpt.directory}. Lower config.learning_rate or raise config.temperature, then rerun to resume.")
-    return loss
+    return loss, preempt > 0
 
-  try:
-    with _Preemption() as preempt:
-      for step in range(start_step, steps):
-        batch = parallel.host_local_to_global(next(batches), mesh)
-        state, metrics = step_fn(state, batch, key)
-        images_since_log += config.batch_size
-        if eta_clock is None:
-          jax.block_until_ready(metrics["loss"])
-          eta_clock = (time.time(), step + 1)
-        if pending is not None:  # check the previous step while this one runs
-          last_loss = check(*pending)
-        pending = (metrics, step + 1)
-        done = step + 1
-        stop = preempt.requested  # read once: the signal may arrive at any moment
-        is_log = done % config.log_every_steps == 0 or done == steps
-        is_save = done % config.checkpoint_every_steps == 0 or done == steps or stop
-        if is_log or is_save:
-          last_loss = check(metrics, done)
-          pending = None
-        if is_log:
-          now = time.time()
-          scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          # Source images (pairs of views) per second since the last log; the first
-          # interval includes compilation.
-          ips = images_since_log / max(now - last_log_time, 1e-9)
-          scalars["images_per_sec"] = ips
-          writer.write(done, scalars)
-          if jax.process_index() == 0:
-            timed = done - eta_clock[1]
-            eta = _eta((steps - done) * (now - eta_clock[0]) / timed) if timed > 0 else "?"
-            probe = f" probe_acc {scalars['probe_acc']:.3f}" if "probe_acc" in scalars else ""
-            print(f"step {done}/{steps} loss {scalars['loss']:.4f} acc {scalars['contrastive_acc']:.3f}{probe} "
-                  f"lr {scalars['learning_rate']:.4f} {ips:.1f} img/s ETA {eta}", flush=True)
-          images_since_log, last_log_time = 0, now
-        if is_save:
-          ckpt.save(done, state, meta())
-          last["step"] = done
-        if stop:
-          if jax.process_index() == 0:
-            print(f"SIGTERM: saved step {done} to {ckpt.directory}; exiting.", flush=True)
-          break
+  with _Preemption() as preempt:
+
+    def next_batch():
+      local = next(batches)
+      local["preempt"] = np.full(len(local["index"]), preempt.requested, np.int32)
+      return parallel.host_local_to_global(local, mesh)
+
+    batch = next_batch() if start_step < steps else None
+    if batch is not None:
+      # Compile, then wait for every process: on a loaded host one process can finish compiling
+      # long after another, past gloo's 30 s limit for the first collective.
+      step_fn = step_fn.lower(state, batch, key).compile()
+      parallel.barrier(f"train step compiled, start {start_step}")
+    for step in range(start_step, steps):
+      batch = batch if step == start_step else next_batch()
+      state, metrics = step_fn(state, batch, key)
+      done = step + 1
+      report(done)
+      # Every process reads the same steps' metrics (the previous step's while this one runs,
+      # and this step's at log and save steps), so all reach the same stop decision at the same step.
+      stop = False
       if pending is not None:
-        last_loss = check(*pending)
-  finally:
-    batches.close()
-    ckpt.close()
-    writer.close()
-  return {"last_step": last["step"], "total_steps": steps, "last_loss": last_loss,
-          "preempted": last["step"] < steps, "train_seconds": time.time() - t0}
+        last_loss, stop = read(*pending)
+        pending = None
+      is_log = done % config.log_every_steps == 0 or done == steps
+      is_periodic_save = done % config.checkpoint_every_steps == 0 or done == steps
+      if is_log or is_periodic_save:
+        last_loss, stop_now = read(metrics, done)
+        stop = stop or stop_now
+      else:
+        pending = (metrics, done)
+      if is_log:
+        scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "preempt"}
+        writer.write_scalars(done, scalars)
+        if jax.process_index() == 0:
+          probe = f" probe_acc {scalars['probe_acc']:.3f}" if "probe_acc" in scalars else ""
+          print(f"step {done}/{steps} loss {scalars['loss']:.4f} acc {scalars['contrastive_acc']:.3f}{probe} "
+                f"lr {scalars['learning_rate']:.4f}", flush=True)
+      if is_periodic_save or stop:
+        ckpt.save(done, state, meta(), config=config_json)
+        last_saved = done
+      if is_log:
+        writer.flush()  # after ReportProgress's steps_per_sec joined the row
+      if stop:
+        print(f"SIGTERM: saved step {done} to {ckpt.directory}; exiting (process {jax.process_index()}, "
+              f"{'signalled here' if preempt.requested else 'signalled on another process'}).", flush=True)
+        break
+    if pending is not None:
+      last_loss, _ = read(*pending)
+  return {"last_step": last_saved, "total_steps": steps, "last_loss": last_loss,
+          "preempted": last_saved < steps, "train_seconds": time.time() - t0}
 
 
 # ----------------------------------------------------------------------------- command line
