@@ -60,9 +60,6 @@ _CONV_IMPL = flags.DEFINE_string(
     "conv_impl", "", "ResNet convolution lowering: xla, im2col, winograd or auto ('' = config.model.conv_impl if the "
     "config has it, else the model default).")
 _DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step (as training does).")
-_BN_FAST_VARIANCE = flags.DEFINE_bool(
-    "bn_fast_variance", False, "BN batch variance as E[x^2] - E[x]^2 (one pass, one all-reduce per synchronised "
-    "BN; the models' behaviour before issue 17) instead of E[(x - E[x])^2] (docs/performance.md, Numerics).")
 _PREEMPT_INPUT = flags.DEFINE_bool(
     "preempt_input", True, "Feed the per-process SIGTERM flag into the step as the train loop does "
     "(batch['preempt'], reduced with the metrics); False: the step without it.")
@@ -162,7 +159,6 @@ def run(config: Any) -> dict[str, Any]:
   conv_impl = _CONV_IMPL.value or config.model.get("conv_impl", None) or model.conv_impl
   if model.conv_impl != conv_impl:
     model = model.clone(conv_impl=conv_impl)
-  model = model.clone(bn_fast_variance=_BN_FAST_VARIANCE.value)
   # Only the schedule depends on the dataset size; use a CIFAR-sized epoch.
   tx, schedule = train.create_optimizer(config, num_examples=max(config.data.num_train_examples, 50_000))
   aug = train.augment_config(config)
@@ -245,7 +241,6 @@ def run(config: Any) -> dict[str, Any]:
       "device_kind": devices[0].device_kind,
       "peak_matmul_n": n,
       "donate": _DONATE.value,
-      "bn_fast_variance": _BN_FAST_VARIANCE.value,
       "preempt_input": _PREEMPT_INPUT.value,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
