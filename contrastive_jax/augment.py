@@ -17,6 +17,8 @@ Where each step runs
 Conventions
 -----------
 * Images are float32 in [0, 1], NHWC, 3 channels. One call handles one batch.
+  float64 images (with `jax_enable_x64`) stay float64, with the same random
+  draws (always float32 uniforms): a float64 reference for numerics checks.
 * Every image gets its own independent random draw. Random ops take either one
   PRNG key (split into one key per image) or a batch of B keys (one per image,
   e.g. derived from (seed, step, global image index) so that results do not
@@ -133,8 +135,11 @@ def per_image_keys(key: Array, n: int) -> Array:
 
 
 def _uniforms(keys: Array, count: int) -> Array:
-  """One vector of `count` U[0, 1) draws per image: [B, count]."""
-  return jax.vmap(lambda k: jax.random.uniform(k, (count,)))(keys)
+  """One vector of `count` float32 U[0, 1) draws per image: [B, count].
+
+  float32 whatever `jax_enable_x64` says, so a float64 run draws the same views.
+  """
+  return jax.vmap(lambda k: jax.random.uniform(k, (count,), jnp.float32))(keys)
 
 
 def _split_each(keys: Array, num: int) -> Array:
@@ -410,7 +415,7 @@ def _keys_cubic(x: Array) -> Array:
 
 
 def _resize_matrix(start: Array, length: Array, out_size: int, in_size: int,
-                   method: str) -> Array:
+                   method: str, dtype: Any = jnp.float32) -> Array:
   """Interpolation weights mapping a per-image 1-D window to `out_size` pixels.
 
   Half-pixel centres; taps outside [start, start + length) get weight 0 and
@@ -423,14 +428,15 @@ def _resize_matrix(start: Array, length: Array, out_size: int, in_size: int,
     out_size: output length.
     in_size: input length.
     method: 'bicubic' or 'bilinear'.
+    dtype: float dtype of the weights (the images').
 
   Returns:
-    float32 [B, out_size, in_size].
+    [B, out_size, in_size] in `dtype`.
   """
-  start = start.astype(jnp.float32)[:, None, None]
-  length = length.astype(jnp.float32)[:, None, None]
-  out = jnp.arange(out_size, dtype=jnp.float32)[None, :, None]
-  src = jnp.arange(in_size, dtype=jnp.float32)[None, None, :]
+  start = start.astype(dtype)[:, None, None]
+  length = length.astype(dtype)[:, None, None]
+  out = jnp.arange(out_size, dtype=dtype)[None, :, None]
+  src = jnp.arange(in_size, dtype=dtype)[None, None, :]
   centre = start + (out + 0.5) * (length / out_size) - 0.5
   d = centre - src
   if method == "bicubic":
@@ -445,18 +451,18 @@ def _resize_matrix(start: Array, length: Array, out_size: int, in_size: int,
 
 
 def _resize_taps(start: Array, length: Array, out_size: int, in_size: int,
-                 method: str) -> tuple[Array, Array]:
+                 method: str, dtype: Any = jnp.float32) -> tuple[Array, Array]:
   """The 4 (bicubic) or 2 (bilinear) nonzero taps of `_resize_matrix` rows.
 
   Returns:
-    (index int32 [B, out_size, T], weight float32 [B, out_size, T]).
+    (index int32 [B, out_size, T], weight [B, out_size, T] in `dtype`).
   """
-  start = start.astype(jnp.float32)[:, None, None]
-  length = length.astype(jnp.float32)[:, None, None]
-  out = jnp.arange(out_size, dtype=jnp.float32)[None, :, None]
+  start = start.astype(dtype)[:, None, None]
+  length = length.astype(dtype)[:, None, None]
+  out = jnp.arange(out_size, dtype=dtype)[None, :, None]
   centre = start + (out + 0.5) * (length / out_size) - 0.5
   offsets = jnp.arange(-1, 3) if method == "bicubic" else jnp.arange(0, 2)
-  src = jnp.floor(centre) + offsets.astype(jnp.float32)
+  src = jnp.floor(centre) + offsets.astype(dtype)
   w = _keys_cubic(centre - src) if method == "bicubic" else jnp.maximum(0.0, 1.0 - jnp.abs(centre - src))
   w = jnp.where((src >= start) & (src < start + length), w, 0.0)
   total = jnp.sum(w, axis=-1, keepdims=True)
@@ -481,11 +487,11 @@ def _crop_resize_small(planar: Array, boxes: Array, size: int, flip: Array | Non
   Columns: a per-image matmul with the [S, W] weight matrix; a flip just
   reverses its rows, so it is free.
   """
-  idx, w = _resize_taps(boxes[:, 0], boxes[:, 2], size, planar.shape[2], method)
+  idx, w = _resize_taps(boxes[:, 0], boxes[:, 2], size, planar.shape[2], method, planar.dtype)
   t = 0.0
   for k in range(idx.shape[-1]):
     t = t + jnp.take_along_axis(planar, idx[:, None, :, k, None], axis=2) * w[:, None, :, k, None]
-  a_w = _resize_matrix(boxes[:, 1], boxes[:, 3], size, planar.shape[3], method)
+  a_w = _resize_matrix(boxes[:, 1], boxes[:, 3], size, planar.shape[3], method, planar.dtype)
   if flip is not None:
     a_w = jnp.where(flip[:, None, None], a_w[:, ::-1], a_w)
   return jnp.einsum("bcow,bpw->bcop", t, a_w, precision=jax.lax.Precision.HIGHEST)
@@ -500,12 +506,12 @@ def _crop_resize_large(images: Array, boxes: Array, size: int, flip: Array | Non
   so transpose columns into rows and gather their taps the same way.
   """
   b, height, width, channels = images.shape
-  idx, w = _resize_taps(boxes[:, 0], boxes[:, 2], size, height, method)
+  idx, w = _resize_taps(boxes[:, 0], boxes[:, 2], size, height, method, images.dtype)
   taps = idx.shape[-1]
   rows = jnp.take_along_axis(images.reshape(b, height, width * channels),
                              idx.reshape(b, size * taps, 1), axis=1)
   t = jnp.einsum("bstk,bst->bsk", rows.reshape(b, size, taps, width * channels), w)
-  idx, w = _resize_taps(boxes[:, 1], boxes[:, 3], size, width, method)
+  idx, w = _resize_taps(boxes[:, 1], boxes[:, 3], size, width, method, images.dtype)
   if flip is not None:
     idx = jnp.where(flip[:, None, None], idx[:, ::-1], idx)
     w = jnp.where(flip[:, None, None], w[:, ::-1], w)
@@ -831,8 +837,8 @@ def _blur_planar(x: Array, sigma: Array, kernel_size: int, padding: str) -> Arra
   radius = kernel_size // 2
   if radius == 0:
     return x
-  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-  k = jnp.exp(-(taps[None, :] ** 2) / (2.0 * sigma[:, None] ** 2))
+  taps = jnp.arange(-radius, radius + 1, dtype=x.dtype)
+  k = jnp.exp(-(taps[None, :] ** 2) / (2.0 * sigma.astype(x.dtype)[:, None] ** 2))
   k = k / jnp.sum(k, axis=1, keepdims=True)  # [B, K]
   mode = {"reflect": "reflect", "zeros": "constant"}[padding]
   height, width = x.shape[2], x.shape[3]
@@ -1125,9 +1131,11 @@ def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
     config: the augmentation settings (static).
 
   Returns:
-    float32 [B, S, S, 3] in [0, 1] with S = config.image_size.
+    float32 [B, S, S, 3] in [0, 1] with S = config.image_size (float64 for
+    float64 images).
   """
-  images = _check_batch(images, "simclr_augment").astype(jnp.float32)
+  images = _check_batch(images, "simclr_augment")
+  images = images.astype(jnp.promote_types(images.dtype, jnp.float32))
   b = images.shape[0]
   keys = per_image_keys(key, b)
   _check_crop_input(images, config, "simclr_augment")
@@ -1171,7 +1179,8 @@ def random_crop_and_flip(key: Array, images: Array, config_or_size: SimCLRAugmen
   config = config_or_size
   if not isinstance(config, SimCLRAugment):
     config = SimCLRAugment(image_size=int(config_or_size))
-  images = _check_batch(images, "random_crop_and_flip").astype(jnp.float32)
+  images = _check_batch(images, "random_crop_and_flip")
+  images = images.astype(jnp.promote_types(images.dtype, jnp.float32))
   _check_crop_input(images, config, "random_crop_and_flip")
   # The same draws as simclr_augment: the same crops and flips for the same keys.
   draws = _draws(per_image_keys(key, images.shape[0]), images,

@@ -29,8 +29,10 @@ the local loss and pmean the gradients. Both give the exact global gradient
 embeddings is axis_size x the global one, because every device's loss uses
 every device's embeddings.
 
-All similarity / softmax arithmetic is float32 whatever the input dtype (so
-bfloat16 embeddings are accepted and the loss is float32).
+All similarity / softmax arithmetic is float32 for float32, bfloat16 and
+float16 embeddings (the loss is then float32); float64 embeddings (with
+`jax_enable_x64`) are kept in float64 throughout, as a reference for the
+float32 numerics.
 """
 
 from __future__ import annotations
@@ -97,9 +99,14 @@ def _concrete(temperature: Any) -> Optional[float]:
     return None
 
 
+def _compute_dtype(x: Array) -> jnp.dtype:
+  """The dtype the loss computes in: float32, or float64 for float64 input."""
+  return jnp.promote_types(x.dtype, jnp.float32)
+
+
 def _l2_normalize(x: Array) -> Array:
-  """[B, D] -> [B, D] float32 rows of unit norm (zero rows stay zero)."""
-  x = x.astype(jnp.float32)
+  """[B, D] -> [B, D] rows of unit norm in `_compute_dtype` (zero rows stay zero)."""
+  x = x.astype(_compute_dtype(x))
   sq = jnp.sum(x * x, axis=-1, keepdims=True)
   return x * jax.lax.rsqrt(jnp.maximum(sq, _NORM_EPS * _NORM_EPS))
 
@@ -146,10 +153,10 @@ def _tile_logits(q_blk: Array, c_chk: Array, self_blk: Array, j0: Array, n_cols:
     n_cols: number of real (unpadded) columns.
 
   Returns:
-    s: [R, C] float32 logits, -inf where masked; cols: [C] column indices;
+    s: [R, C] logits (q's dtype), -inf where masked; cols: [C] column indices;
     valid: [R, C] bool.
   """
-  s = jnp.dot(q_blk, c_chk.T, preferred_element_type=jnp.float32)
+  s = jnp.dot(q_blk, c_chk.T, preferred_element_type=q_blk.dtype)
   cols = j0 + jnp.arange(c_chk.shape[0], dtype=jnp.int32)
   valid = (cols[None, :] != self_blk[:, None]) & (cols < n_cols)[None, :]
   return jnp.where(valid, s, -jnp.inf), cols, valid
@@ -208,8 +215,8 @@ def _lse_fwd_impl(q, c, self_idx, pos_idx, rows, cols_chunk, with_stats):
           carry[0], carry[1], s, 1, carry[2] if with_stats else None, valid, is_pos)
       return ((m, l, st) if with_stats else (m, l)), None
 
-    neg_inf = parallel.match_vma(jnp.full((rows,), -jnp.inf, jnp.float32), q, c, self_idx, pos_idx)
-    zeros = parallel.match_vma(jnp.zeros((rows,), jnp.float32), q, c, self_idx, pos_idx)
+    neg_inf = parallel.match_vma(jnp.full((rows,), -jnp.inf, q.dtype), q, c, self_idx, pos_idx)
+    zeros = parallel.match_vma(jnp.zeros((rows,), q.dtype), q, c, self_idx, pos_idx)
     init = (neg_inf, zeros, (zeros, neg_inf)) if with_stats else (neg_inf, zeros)
     carry, _ = jax.lax.scan(col_step, init, (c_t, j0s))
     lse = carry[0] + jnp.log(carry[1])
@@ -229,8 +236,8 @@ def _chunked_lse(q, c, self_idx, pos_idx, rows, cols_chunk, with_stats):
   """lse_i = logsumexp_{j valid} q_i . c_j without building the matrix.
 
   Args:
-    q: [N, D] float32 anchors, already divided by the temperature.
-    c: [M, D] float32 columns.
+    q: [N, D] float32 (or float64) anchors, already divided by the temperature.
+    c: [M, D] columns, q's dtype.
     self_idx: [N] int32 column excluded per row (-1: none).
     pos_idx: [N] int32 positive column per row (only used for stats).
     rows, cols_chunk: static tile sizes.
@@ -269,15 +276,15 @@ def _chunked_lse_bwd(rows, cols_chunk, with_stats, res, cts):
       s, _, _ = _tile_logits(q_blk, c_chk, self_blk, j0, m_cols)
       # d lse_i / d s_ij = softmax_ij; masked entries are exp(-inf) = 0.
       p = jnp.exp(s - lse_blk[:, None]) * g_blk[:, None]  # [R, C]
-      dq = dq + jnp.dot(p, c_chk, preferred_element_type=jnp.float32)
-      dc_chk = jnp.dot(p.T, q_blk, preferred_element_type=jnp.float32)  # [C, D]
+      dq = dq + jnp.dot(p, c_chk, preferred_element_type=q.dtype)
+      dc_chk = jnp.dot(p.T, q_blk, preferred_element_type=q.dtype)  # [C, D]
       return dq, dc_chk
 
-    dq0 = parallel.match_vma(jnp.zeros((rows, d), jnp.float32), q, c, self_idx, lse, g)
+    dq0 = parallel.match_vma(jnp.zeros((rows, d), q.dtype), q, c, self_idx, lse, g)
     dq, dc_blk = jax.lax.scan(col_step, dq0, (c_t, j0s))
     return dc + dc_blk, dq
 
-  dc0 = parallel.match_vma(jnp.zeros((n_cb, cols_chunk, d), jnp.float32), q, c, self_idx, lse, g)
+  dc0 = parallel.match_vma(jnp.zeros((n_cb, cols_chunk, d), q.dtype), q, c, self_idx, lse, g)
   dc, dq = jax.lax.scan(row_block, dc0, (q_t, self_t, lse_t, g_t))
   dq = dq.reshape(-1, d)[:n].astype(q.dtype)
   dc = dc.reshape(-1, d)[:m_cols].astype(c.dtype)
@@ -311,7 +318,7 @@ def _tile_pairs(n_blocks: int) -> tuple[Array, Array]:
 def _sym_tile(u_t: Array, i: Array, j: Array, n: int, shift: float):
   """Tile (i, j) of U U^T: s [R, R] logits and e = exp(s - shift), 0 off-support."""
   rows = u_t.shape[1]
-  s = jnp.dot(u_t[i], u_t[j].T, preferred_element_type=jnp.float32)
+  s = jnp.dot(u_t[i], u_t[j].T, preferred_element_type=u_t.dtype)
   ri = i * rows + jnp.arange(rows, dtype=jnp.int32)
   cj = j * rows + jnp.arange(rows, dtype=jnp.int32)
   valid = (ri[:, None] != cj[None, :]) & (ri < n)[:, None] & (cj < n)[None, :]
@@ -320,9 +327,9 @@ def _sym_tile(u_t: Array, i: Array, j: Array, n: int, shift: float):
 
 def _row_col_sums(x: Array, i: Array, j: Array) -> tuple[Array, Array]:
   """Sums of tile x [R, R] for the rows of block i and (off-diagonal) of block j."""
-  ones = jnp.ones((x.shape[0],), jnp.float32)
-  col = jnp.dot(ones, x, preferred_element_type=jnp.float32)
-  return jnp.dot(x, ones, preferred_element_type=jnp.float32), jnp.where(i != j, col, 0.0)
+  ones = jnp.ones((x.shape[0],), x.dtype)
+  col = jnp.dot(ones, x, preferred_element_type=x.dtype)
+  return jnp.dot(x, ones, preferred_element_type=x.dtype), jnp.where(i != j, col, 0.0)
 
 
 def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
@@ -350,8 +357,8 @@ def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
     neg_max = carry[2].at[i].max(jnp.max(neg, axis=1)).at[j].max(jnp.max(neg, axis=0))
     return (l, w, neg_max), None
 
-  zeros = parallel.match_vma(jnp.zeros((nb, rows), jnp.float32), u, pos_idx)
-  neg_inf = parallel.match_vma(jnp.full((nb, rows), -jnp.inf, jnp.float32), u, pos_idx)
+  zeros = parallel.match_vma(jnp.zeros((nb, rows), u.dtype), u, pos_idx)
+  neg_inf = parallel.match_vma(jnp.full((nb, rows), -jnp.inf, u.dtype), u, pos_idx)
   init = (zeros, zeros, neg_inf) if with_stats else (zeros,)
   carry, _ = jax.lax.scan(step, init, (ii, jj))
   l = carry[0].reshape(-1)[:n]
@@ -367,7 +374,7 @@ def _sym_chunked_lse(u, pos_idx, shift, rows, with_stats):
   """lse_i = logsumexp_{j != i} u_i . u_j without building U U^T.
 
   Args:
-    u: [N, D] float32 rows, unit embeddings times sqrt(1 / temperature).
+    u: [N, D] float32 (or float64) rows, unit embeddings times sqrt(1 / temperature).
     pos_idx: [N] int32 positive column per row, an involution (stats only).
     shift: static float >= every |u_i . u_j| (1 / temperature), with
       exp(-2 * shift) a normal float32.
@@ -403,11 +410,11 @@ def _sym_chunked_lse_bwd(shift, rows, with_stats, res, cts):
     # (i, j) tile of A + A^T is w below, the (j, i) tile is w^T.
     # A diagonal tile is visited once but holds both (r, c) and (c, r).
     w = e * (a_t[i][:, None] + a_t[j][None, :]) * jnp.where(i == j, 0.5, 1.0)
-    du = du.at[i].add(jnp.dot(w, u_t[j], preferred_element_type=jnp.float32))
-    du = du.at[j].add(jnp.dot(w.T, u_t[i], preferred_element_type=jnp.float32))
+    du = du.at[i].add(jnp.dot(w, u_t[j], preferred_element_type=u.dtype))
+    du = du.at[j].add(jnp.dot(w.T, u_t[i], preferred_element_type=u.dtype))
     return du, None
 
-  du0 = parallel.match_vma(jnp.zeros((nb, rows, d), jnp.float32), u, lse, g)
+  du0 = parallel.match_vma(jnp.zeros((nb, rows, d), u.dtype), u, lse, g)
   du, _ = jax.lax.scan(step, du0, (ii, jj))
   return du.reshape(-1, d)[:n].astype(u.dtype), None
 
@@ -428,8 +435,8 @@ def _contrastive_core(
   """Mean cross-entropy of each anchor's positive column.
 
   Args:
-    anchors: [N, D] float32, unit-norm rows.
-    columns: [M, D] float32, unit-norm rows (may include the anchors).
+    anchors: [N, D] float32 (or float64), unit-norm rows.
+    columns: [M, D] unit-norm rows in the anchors' dtype (may include the anchors).
     pos_idx: [N] int32, the positive column of each anchor.
     self_idx: [N] int32 column to exclude per anchor (the anchor itself), or
       None when no column is excluded.
@@ -441,19 +448,20 @@ def _contrastive_core(
       (when the temperature is a number >= _MIN_FIXED_SHIFT_TEMPERATURE).
 
   Returns:
-    (loss, metrics): loss is the float32 scalar mean over the N anchors;
-    metrics is None unless with_metrics.
+    (loss, metrics): loss is the scalar mean over the N anchors, in the
+    anchors' dtype; metrics is None unless with_metrics.
   """
+  dtype = anchors.dtype
   n = anchors.shape[0]
   m_cols = columns.shape[0]
   has_self = self_idx is not None
   if self_idx is None:
     self_idx = jnp.full((n,), -1, jnp.int32)
-  q = anchors * (1.0 / jnp.asarray(temperature, jnp.float32))  # [N, D]
+  q = anchors * (1.0 / jnp.asarray(temperature, dtype))  # [N, D]
   pos_logit = jnp.sum(q * jnp.take(columns, pos_idx, axis=0), axis=-1)  # [N]
 
   if chunk_size is None:
-    logits = jnp.dot(q, columns.T, preferred_element_type=jnp.float32)  # [N, M]
+    logits = jnp.dot(q, columns.T, preferred_element_type=dtype)  # [N, M]
     col_ids = jnp.arange(m_cols, dtype=jnp.int32)
     valid = col_ids[None, :] != self_idx[:, None]
     logits = jnp.where(valid, logits, -jnp.inf)
@@ -465,7 +473,7 @@ def _contrastive_core(
       expected_logit = jnp.sum(probs * jnp.where(valid, sl, 0.0), axis=-1)
   elif symmetric and (t_static := _concrete(temperature)) is not None and t_static >= _MIN_FIXED_SHIFT_TEMPERATURE:
     inv_t = 1.0 / t_static
-    u = anchors * jnp.float32(np.sqrt(inv_t))
+    u = anchors * np.asarray(np.sqrt(inv_t), dtype)
     lse, stats = _sym_chunked_lse(u, pos_idx, inv_t, min(chunk_size, n), with_metrics)
   else:
     rows = min(chunk_size, n)
@@ -484,7 +492,7 @@ def _contrastive_core(
   cs = jax.lax.stop_gradient(columns)
   pos_l = jax.lax.stop_gradient(pos_logit)
   lse_ng = jax.lax.stop_gradient(lse)
-  t = jnp.asarray(jax.lax.stop_gradient(temperature), jnp.float32)
+  t = jnp.asarray(jax.lax.stop_gradient(temperature), dtype)
   pos_sim = pos_l * t  # Cosine similarity of the positive pair.
   row_sim_sum = a @ jnp.sum(cs, axis=0)  # [N] sum_j cos(a_i, c_j), all j.
   self_sim = jnp.sum(a * a, axis=-1) if has_self else jnp.zeros_like(pos_sim)
@@ -492,9 +500,9 @@ def _contrastive_core(
   neg_sim = (row_sim_sum - self_sim - pos_sim) / max(num_neg, 1)
   metrics = {
       # Strict: the positive must beat every negative (ties count as wrong).
-      "contrastive_acc": jnp.mean((pos_l > neg_max).astype(jnp.float32)),
+      "contrastive_acc": jnp.mean((pos_l > neg_max).astype(dtype)),
       "pos_sim": jnp.mean(pos_sim),
-      "neg_sim": jnp.mean(neg_sim) if num_neg > 0 else jnp.zeros((), jnp.float32),
+      "neg_sim": jnp.mean(neg_sim) if num_neg > 0 else jnp.zeros((), dtype),
       # Entropy of the softmax over each anchor's logits: lse - E_p[logit].
       "logits_entropy": jnp.mean(lse_ng - expected_logit),
   }
@@ -536,7 +544,8 @@ def nt_xent(
   (google-research/simclr) returns ``loss_a + loss_b``, twice this value.
 
   Args:
-    z1: [B, D] embeddings of view 1 (any float dtype; maths in float32).
+    z1: [B, D] embeddings of view 1 (any float dtype; maths in float32, or
+      float64 for float64 embeddings).
     z2: [B, D] embeddings of view 2; row i pairs with ``z1[i]``.
     temperature: softmax temperature > 0. Default 0.1 (SimCLR's ImageNet
       flag default; the CIFAR-10 README command uses 0.5).
@@ -548,7 +557,8 @@ def nt_xent(
       gradients as the dense path.
 
   Returns:
-    float32 scalar: mean loss over this device's 2B anchors.
+    float32 (float64 for float64 embeddings) scalar: mean loss over this
+    device's 2B anchors.
     ``jax.lax.pmean(loss, axis_name)`` is the global loss.
 
   Raises:
@@ -569,7 +579,7 @@ def nt_xent_with_metrics(
 
   Returns:
     (loss, metrics). ``loss`` is exactly ``nt_xent``'s (local mean under
-    ``axis_name``). ``metrics`` are float32 scalars without gradient, global
+    ``axis_name``). ``metrics`` are scalars in the loss's dtype, without gradient, global
     means (pmean over ``axis_name``) so every device returns the same values:
 
     * ``contrastive_acc``: fraction of anchors whose positive has a strictly
@@ -608,7 +618,7 @@ def info_nce(
     chunk_size: tile size for the memory-linear path (see ``nt_xent``).
 
   Returns:
-    float32 scalar: mean cross-entropy over the B local queries;
+    float32 (float64 for float64 input) scalar: mean cross-entropy over the B local queries;
     ``jax.lax.pmean(loss, axis_name)`` is the global loss.
 
   Raises:

@@ -109,18 +109,29 @@ def init_key(seed: int) -> jax.Array:
   return jax.random.key(seed, impl="rbg")
 
 
+def state_dtype(model: SimCLRModel) -> jnp.dtype:
+  """dtype of parameters, BN statistics, optimiser state and views: float32, or float64 for float64 compute."""
+  return jnp.promote_types(model.dtype, jnp.float32)
+
+
 def init_state(model: SimCLRModel, tx: optax.GradientTransformation, key: jax.Array,
                image_shape: tuple[int, int, int]) -> TrainState:
-  """Initialise parameters on one dummy image (BN without `axis_name` at init)."""
+  """Initialise parameters on one dummy image (BN without `axis_name` at init).
+
+  Variables are drawn in float32 and cast to `state_dtype(model)`, so a
+  float64 model starts from exactly the float32 model's parameters.
+  """
   variables = model.clone(axis_name=None).init(key, jnp.zeros((2, *image_shape), jnp.float32), train=False)
+  variables = jax.tree.map(lambda v: v.astype(state_dtype(model)), variables)
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
                     opt_state=tx.init(params))
 
 
-def _views(batch: Batch, keys: jax.Array, aug: augment_lib.SimCLRAugment) -> tuple[jax.Array, jax.Array]:
-  """Two augmented float views from a uint8 batch ([b,H,W,3], or [b,2,S,S,3] from host crops)."""
-  images = batch["image"].astype(jnp.float32) / 255.0
+def _views(batch: Batch, keys: jax.Array, aug: augment_lib.SimCLRAugment,
+           dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
+  """Two augmented `dtype` views from a uint8 batch ([b,H,W,3], or [b,2,S,S,3] from host crops)."""
+  images = batch["image"].astype(dtype) / 255.0
   k1, k2 = keys[:, 0], keys[:, 1]
   if images.ndim == 5:
     return augment_lib.simclr_augment(k1, images[:, 0], aug), augment_lib.simclr_augment(k2, images[:, 1], aug)
@@ -141,6 +152,7 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
   means, identical on every device.
   """
   probe = model.num_probe_classes > 0
+  dtype = state_dtype(model)
 
   def mean(x):
     return jax.lax.pmean(x, axis_name) if axis_name else x
@@ -148,7 +160,7 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
   def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
     step_key = jax.random.fold_in(key, state.step)
     keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i)))(batch["index"])
-    v1, v2 = _views(batch, keys, aug)
+    v1, v2 = _views(batch, keys, aug, dtype)
     b = v1.shape[0]
     labels = jnp.concatenate([batch["label"], batch["label"]])
 
@@ -163,10 +175,10 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
       loss = mean(loss)
       total = loss
       if probe:
-        logits = out[2].astype(jnp.float32)
+        logits = out[2].astype(dtype)
         valid = labels >= 0
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
-        n_valid = jnp.maximum(mean(jnp.sum(valid).astype(jnp.float32)), 1.0)
+        n_valid = jnp.maximum(mean(jnp.sum(valid).astype(dtype)), 1.0)
         probe_loss = mean(jnp.sum(jnp.where(valid, ce, 0.0))) / n_valid
         m["probe_loss"] = probe_loss
         m["probe_acc"] = mean(jnp.sum(jnp.where(valid, jnp.argmax(logits, -1) == labels, False))) / n_valid
@@ -177,7 +189,7 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
     grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
+    metrics = jax.tree.map(lambda x: x.astype(dtype), metrics)
     metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["param_norm"] = optax.tree.norm(params)

@@ -8,7 +8,8 @@ and sums its bytes by role:
   embedding all-gather     the projections z gathered for global negatives (forward)
   embedding reduce-scatter the all-gather's transpose in the backward pass
   gradient all-reduce      parameter gradients (incl. BN scale/offset and the probe)
-  BN forward sync          cross-replica BN statistics, [2, C] per BN layer
+  BN forward sync          cross-replica BN statistics: per BN layer the [C] mean, then the [C] variance
+                           around it (one [2, C] op with --bn_fast_variance, E[x^2] - E[x]^2)
   BN backward sync         the transpose of those syncs in the backward pass
   loss/metrics             scalars
 
@@ -125,7 +126,7 @@ def classify_collectives(hlo: str, n_devices: int) -> dict[str, dict[str, float]
   return dict(roles)
 
 
-def compile_step(name: str, n_devices: int, conv_impl: str) -> dict[str, Any]:
+def compile_step(name: str, n_devices: int, conv_impl: str, bn_fast_variance: bool = False) -> dict[str, Any]:
   """Compile the n-device train step of a scenario; collectives, flops and parameter bytes."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -143,6 +144,7 @@ def compile_step(name: str, n_devices: int, conv_impl: str) -> dict[str, Any]:
   model = train.create_model(config, sc["num_classes"])
   if conv_impl and model.conv_impl != conv_impl:
     model = model.clone(conv_impl=conv_impl)
+  model = model.clone(bn_fast_variance=bn_fast_variance)
   tx, schedule = train.create_optimizer(config, num_examples=1_281_167)
   aug = train.augment_config(config)
   rep, data = parallel.replicated_sharding(mesh), parallel.data_sharding(mesh)
@@ -259,6 +261,9 @@ def main() -> None:
                   help="tools/benchmark.py JSON (one GPU): its views_per_sec replaces the assumed H100 compute "
                        "for the scenario with the same depth; repeatable")
   ap.add_argument("--markdown_out", default="", help="also write the markdown here")
+  ap.add_argument("--bn_fast_variance", action="store_true",
+                  help="BN variance as E[x^2] - E[x]^2: one all-reduce per synchronised BN instead of two "
+                       "(the models before issue 17; docs/performance.md, Numerics)")
   args = ap.parse_args()
 
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -272,7 +277,7 @@ def main() -> None:
 
   compiled, projections = [], []
   for name in [s for s in args.scenarios.split(",") if s]:
-    c = compile_step(name, args.devices, args.conv_impl)
+    c = compile_step(name, args.devices, args.conv_impl, args.bn_fast_variance)
     print(f"{c['label']}: compiled for {c['devices']} devices in {c['compile_s']:.0f} s; "
           f"{c['flops_per_device'] / 1e9:.1f} GFLOP per device per step; collectives: "
           + json.dumps(c["collectives"]), flush=True)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from contrastive_jax.models.conv import check_conv_impl
-from contrastive_jax.models.resnet import ResNet, _check_depth_width
+from contrastive_jax.models.resnet import ResNet, _check_depth_width, output_dtype
 
 Array = Any
 Dtype = Any
@@ -41,7 +41,9 @@ class ProjectionHead(nn.Module):
     out_dim: width of z (SimCLR: 128).
     axis_name: mapped axis for cross-replica BN statistics (see ResNet).
     bn_momentum: decay of the BN running averages.
-    dtype: compute dtype; params and outputs are float32.
+    dtype: compute dtype; params are created in float32, outputs are
+      `output_dtype(dtype)` (float32, float64 for float64 compute).
+    bn_fast_variance: BN variance as E[x^2] - E[x]^2 (see ResNet).
 
   Parameter names: `dense{i}` / `bn{i}` for i in 0 .. num_layers - 1.
   """
@@ -51,6 +53,7 @@ class ProjectionHead(nn.Module):
   axis_name: str | None = None
   bn_momentum: float = 0.9
   dtype: Dtype = jnp.float32
+  bn_fast_variance: bool = False
 
   def __post_init__(self):
     if not _is_int(self.num_layers) or self.num_layers < 1:
@@ -73,15 +76,16 @@ class ProjectionHead(nn.Module):
       return_hidden: also return the hidden-layer activations.
 
     Returns:
-      z: float32 [B, out_dim]; with return_hidden, `(z, hiddens)` where
-      hiddens[i] is the float32 [B, hidden] output (after ReLU) of hidden layer
-      i, num_layers - 1 entries. hiddens[0] is what SimCLR v2 fine-tunes from
+      z: [B, out_dim]; with return_hidden, `(z, hiddens)` where hiddens[i] is
+      the [B, hidden] output (after ReLU) of hidden layer i, num_layers - 1
+      entries; all in `output_dtype(dtype)`. hiddens[0] is what SimCLR v2 fine-tunes from
       ("from the first projection-head layer").
     """
     if h.ndim != 2:
       raise ValueError(f"ProjectionHead expects features of shape [B, D]; got shape {h.shape}.")
     hidden_dim = self.hidden_dim if self.hidden_dim is not None else h.shape[-1]
     x = jnp.asarray(h, self.dtype)
+    out_dtype = output_dtype(self.dtype)
     hiddens = []
     for i in range(self.num_layers):
       last = i == self.num_layers - 1
@@ -90,11 +94,12 @@ class ProjectionHead(nn.Module):
                    param_dtype=jnp.float32, name=f"dense{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                        epsilon=_BN_EPSILON, axis_name=self.axis_name, use_bias=not last,
-                       dtype=self.dtype, param_dtype=jnp.float32, name=f"bn{i}")(x)
+                       dtype=self.dtype, param_dtype=jnp.float32,
+                       use_fast_variance=self.bn_fast_variance, name=f"bn{i}")(x)
       if not last:
         x = nn.relu(x)
-        hiddens.append(x.astype(jnp.float32))
-    z = x.astype(jnp.float32)
+        hiddens.append(x.astype(out_dtype))
+    z = x.astype(out_dtype)
     return (z, hiddens) if return_hidden else z
 
 
@@ -121,6 +126,7 @@ class SimCLRModel(nn.Module):
   dtype: Dtype = jnp.float32
   base_width: int = 64
   conv_impl: str = "xla"
+  bn_fast_variance: bool = False
 
   def __post_init__(self):
     # Fail at construction rather than at init (submodules are built lazily).
@@ -141,13 +147,14 @@ class SimCLRModel(nn.Module):
         self.depth, width_multiplier=self.width_multiplier, cifar_stem=self.cifar_stem,
         axis_name=self.axis_name, bn_momentum=self.bn_momentum,
         zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width,
-        conv_impl=self.conv_impl)
+        conv_impl=self.conv_impl, bn_fast_variance=self.bn_fast_variance)
     self.head = ProjectionHead(
         num_layers=self.head_layers, hidden_dim=None, out_dim=self.proj_dim,
-        axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype)
+        axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
+        bn_fast_variance=self.bn_fast_variance)
     if self.num_probe_classes > 0:
       self.probe = nn.Dense(self.num_probe_classes, kernel_init=nn.initializers.zeros,
-                            dtype=jnp.float32, param_dtype=jnp.float32)
+                            dtype=output_dtype(self.dtype), param_dtype=jnp.float32)
 
   def __call__(self, images: Array, train: bool = False) -> tuple[Array, ...]:
     """Encodes, projects and (optionally) classifies images.
@@ -158,8 +165,9 @@ class SimCLRModel(nn.Module):
 
     Returns:
       `(h, z)` if num_probe_classes == 0, else `(h, z, probe_logits)`:
-      h float32 [B, feature_dim], z float32 [B, proj_dim] (not normalised),
-      probe_logits float32 [B, num_probe_classes] computed from stop_gradient(h).
+      h [B, feature_dim], z [B, proj_dim] (not normalised), probe_logits
+      [B, num_probe_classes] computed from stop_gradient(h); all float32
+      (float64 for float64 compute, see `output_dtype`).
     """
     h = self.encoder(images, train=train)
     z = self.head(h, train=train)
@@ -170,7 +178,7 @@ class SimCLRModel(nn.Module):
   def finetune_features(self, images: Array, train: bool = False, from_head_layer: bool = False) -> Array:
     """What a fine-tuned classifier reads: h, or the first head layer's output (SimCLR v2).
 
-    Returns float32 [B, feature_dim] either way (hidden width = encoder width).
+    Returns [B, feature_dim] in `output_dtype(dtype)` either way (hidden width = encoder width).
     """
     h = self.encoder(images, train=train)
     if not from_head_layer or self.head_layers < 2:

@@ -9,7 +9,15 @@ single 3x3 stride-1 conv (SimCLR paper, App. B.9).
 
 Batch statistics are synchronised across devices when `axis_name` is set and
 the module runs inside `jax.shard_map` (or `pmap`) over that axis ("global
-BN", SimCLR Sec. 2.3).
+BN", SimCLR Sec. 2.3). The batch variance is E[(x - E[x])^2] (two passes, two
+all-reduces when synchronised), not Flax's default E[x^2] - E[x]^2, which
+cancels in float32 when a channel's mean is large against its spread
+(`bn_fast_variance=True` restores it; docs/performance.md, "Numerics").
+
+`dtype` is the compute dtype. Parameters are created in float32; outputs are
+float32 for bfloat16 / float16 compute and float64 for float64 compute
+(`output_dtype`), so a float64 model (with `jax_enable_x64`, parameters cast
+to float64) is a float64 reference of the float32 one.
 
 `conv_impl` picks how convolutions are computed (models/conv.py): "xla"
 (`lax.conv_general_dilated`), "im2col" (strided slices + one GEMM),
@@ -61,6 +69,11 @@ def _check_depth_width(depth: Any, width_multiplier: Any, base_width: Any = 64) 
         f"got {width_multiplier!r}.")
   if isinstance(base_width, bool) or not isinstance(base_width, numbers.Integral) or base_width <= 0:
     raise ValueError(f"ResNet base_width must be a positive int (standard ResNet: 64), got {base_width!r}.")
+
+
+def output_dtype(dtype: Dtype) -> jnp.dtype:
+  """The dtype of features and embeddings for compute `dtype`: at least float32 (float64 stays float64)."""
+  return jnp.promote_types(dtype, jnp.float32)
 
 
 def feature_dim(depth: int, width_multiplier: int = 1, base_width: int = 64) -> int:
@@ -151,8 +164,9 @@ class ResNet(nn.Module):
     bn_momentum: decay of the BN running averages (SimCLR: 0.9).
     zero_init_residual: zero-initialise the last BN scale of each residual
       block, so every block starts as the identity.
-    dtype: compute dtype (e.g. jnp.bfloat16); params and the returned features
-      are float32 regardless.
+    dtype: compute dtype (e.g. jnp.bfloat16); params are created in float32,
+      the returned features are `output_dtype(dtype)` (float32, or float64
+      for float64 compute).
     base_width: channels of the first stage (stages use 1x, 2x, 4x, 8x that);
       64 is the standard ResNet. Narrower nets (e.g. 16) make CPU-sized
       experiments possible with the same architecture.
@@ -161,6 +175,9 @@ class ResNet(nn.Module):
       "winograd" (F(2x2, 3x3) for 3x3 stride-1 convs, im2col otherwise;
       fastest on XLA:CPU) or "auto" (winograd on a CPU default backend,
       else xla). Same parameters and results (up to float rounding).
+    bn_fast_variance: BN batch variance as E[x^2] - E[x]^2 (Flax's default:
+      one pass, one all-reduce when synchronised, but it cancels in float32)
+      instead of E[(x - E[x])^2].
 
   Invalid configurations raise ValueError when the module is constructed.
   Variables: {'params', 'batch_stats'}. Parameter names are torchvision-like:
@@ -176,6 +193,7 @@ class ResNet(nn.Module):
   dtype: Dtype = jnp.float32
   base_width: int = 64
   conv_impl: str = "xla"
+  bn_fast_variance: bool = False
 
   def __post_init__(self):
     _check_depth_width(self.depth, self.width_multiplier, self.base_width)
@@ -200,7 +218,7 @@ class ResNet(nn.Module):
         train mode must run inside shard_map/pmap over that axis.
 
     Returns:
-      h: float32 [B, feature_dim(depth, width_multiplier)].
+      h: [B, feature_dim(depth, width_multiplier)] in `output_dtype(dtype)`.
     """
     if x.ndim != 4:
       raise ValueError(f"ResNet expects images of shape [B, H, W, C]; got shape {x.shape}.")
@@ -211,7 +229,7 @@ class ResNet(nn.Module):
     norm = functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
         epsilon=_BN_EPSILON, axis_name=self.axis_name, dtype=self.dtype,
-        param_dtype=jnp.float32)
+        param_dtype=jnp.float32, use_fast_variance=self.bn_fast_variance)
 
     conv = functools.partial(_conv, dtype=self.dtype, conv_impl=self.conv_impl)
 
@@ -230,5 +248,5 @@ class ResNet(nn.Module):
             filters=widths[i], strides=2 if i > 0 and j == 0 else 1, norm=norm,
             zero_init_residual=self.zero_init_residual, conv=conv,
             name=f"layer{i + 1}_block{j}")(x)
-    # Pool in float32 so low-precision compute still yields float32 features.
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    # Pool in (at least) float32 so low-precision compute still yields float32 features.
+    return jnp.mean(x.astype(output_dtype(self.dtype)), axis=(1, 2))
