@@ -23,6 +23,7 @@ FREE_FIELDS = (
     "data.image_folder", "data.data_dir", "data.prefetch", "data.test_split",  # where, not what
     "loss_chunk_size",     # the chunked NT-Xent equals the dense one (tests/test_losses.py)
     "model.conv_impl",     # a lowering of the same convolution (tests/test_conv_impl.py)
+    "model.bn_fast_variance",  # the same batch variance, rounded differently (docs/performance.md, Numerics)
 )
 
 # The learning-rate schedule: its length (num_steps / num_epochs), warmup and peak.

@@ -64,7 +64,8 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int,
       head_layers=m.head_layers, proj_dim=m.proj_dim,
       num_probe_classes=num_classes if m.online_probe else 0, axis_name=axis_name,
       bn_momentum=m.bn_momentum, zero_init_residual=m.zero_init_residual,
-      dtype=jnp.dtype(m.dtype), base_width=m.base_width, conv_impl=m.get("conv_impl", "xla"))
+      dtype=jnp.dtype(m.dtype), base_width=m.base_width, conv_impl=m.get("conv_impl", "xla"),
+      bn_fast_variance=bool(m.get("bn_fast_variance", False)))
 
 
 def augment_config(config: ml_collections.ConfigDict) -> augment_lib.SimCLRAugment:

@@ -133,7 +133,8 @@ def test_float64_step_is_float64_throughout_and_matches_float32():
              "index": jax.ShapeDtypeStruct((4,), jnp.int32)}
     new_state, metrics = jax.eval_shape(step, state, batch, jax.random.key(0))
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), 8).reshape(4, 2))
-    views = jax.eval_shape(lambda b, k: train_lib._views(b, k, aug, jnp.float64), batch, keys)  # pylint: disable=protected-access
+    views_fn = train_lib._views  # pylint: disable=protected-access
+    views = jax.eval_shape(lambda b, k: views_fn(b, k, aug, jnp.float64), batch, keys)
   floats = [x.dtype for x in jax.tree.leaves((state, new_state, views)) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and set(floats) == {jnp.dtype(jnp.float64)}
   assert metrics["loss"].dtype == metrics["grad_norm"].dtype == metrics["probe_loss"].dtype == jnp.float64

@@ -34,6 +34,7 @@ import functools
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import sys
@@ -60,6 +61,9 @@ _CONV_IMPL = flags.DEFINE_string(
     "conv_impl", "", "ResNet convolution lowering: xla, im2col, winograd or auto ('' = config.model.conv_impl if the "
     "config has it, else the model default).")
 _DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step (as training does).")
+_BN_FAST_VARIANCE = flags.DEFINE_bool(
+    "bn_fast_variance", False, "BN batch variance as E[x^2] - E[x]^2 (one pass, one all-reduce per synchronised "
+    "BN; the models' behaviour before issue 17) instead of E[(x - E[x])^2] (docs/performance.md, Numerics).")
 _PREEMPT_INPUT = flags.DEFINE_bool(
     "preempt_input", True, "Feed the per-process SIGTERM flag into the step as the train loop does "
     "(batch['preempt'], reduced with the metrics); False: the step without it.")
@@ -127,6 +131,13 @@ def peak_matmul_flops(device: Any, dtype: Any, n: int, repeats: int = 3) -> floa
   return 2.0 * n ** 3 / timing.best_seconds(jax.jit(jnp.matmul), a, b, repeats=repeats)
 
 
+def collective_ops(hlo_text: str) -> dict[str, int]:
+  """Cross-device ops in a compiled program, by kind (after XLA's combiners merged what they could)."""
+  op = r"(all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)(?:-start)?\("
+  kinds = re.findall(r"^\s*(?:ROOT )?\S+ = .*?\s" + op, hlo_text, flags=re.M)  # shapes may be tuples
+  return {k: kinds.count(k) for k in sorted(set(kinds))}
+
+
 def _synthetic_batch(config: Any, batch: int, image_size: int, num_classes: int) -> dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -159,6 +170,7 @@ def run(config: Any) -> dict[str, Any]:
   conv_impl = _CONV_IMPL.value or config.model.get("conv_impl", None) or model.conv_impl
   if model.conv_impl != conv_impl:
     model = model.clone(conv_impl=conv_impl)
+  model = model.clone(bn_fast_variance=_BN_FAST_VARIANCE.value)
   # Only the schedule depends on the dataset size; use a CIFAR-sized epoch.
   tx, schedule = train.create_optimizer(config, num_examples=max(config.data.num_train_examples, 50_000))
   aug = train.augment_config(config)
@@ -177,6 +189,7 @@ def run(config: Any) -> dict[str, Any]:
   compiled = make_step(model).lower(state, batch, key).compile()
   compile_s = time.perf_counter() - t0
   executed_flops_per_device = _cost_flops(compiled)
+  collectives = collective_ops(compiled.as_text())
   # Model FLOPs from the XLA-convolution program (lowered only; conv_impl changes no parameter).
   flops_per_device = _cost_flops(make_step(model.clone(conv_impl="xla")).lower(state, batch, key))
 
@@ -221,6 +234,7 @@ def run(config: Any) -> dict[str, Any]:
       "step_time_s_mean": statistics.fmean(times),
       "step_time_s_min": min(times),
       "compile_s": compile_s,
+      "collective_ops": collectives,
       "steps": _STEPS.value,
       "warmup": _WARMUP.value,
       "loss": loss,
@@ -241,6 +255,7 @@ def run(config: Any) -> dict[str, Any]:
       "device_kind": devices[0].device_kind,
       "peak_matmul_n": n,
       "donate": _DONATE.value,
+      "bn_fast_variance": _BN_FAST_VARIANCE.value,
       "preempt_input": _PREEMPT_INPUT.value,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
