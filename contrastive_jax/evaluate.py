@@ -13,22 +13,25 @@ Protocols (see ../shared/REFERENCE.md):
   top-5 on the test split.
 * kNN (Wu et al. 2018; the monitor of solo-learn and lightly): cosine similarity,
   the k = 200 nearest training features vote with weight exp(sim / T), T = 0.1.
-* Semi-supervised fine-tuning (SimCLR v2): a class-balanced fraction of the
-  labels; the encoder and the first projection-head layer are fine-tuned with
-  a new linear classifier on top.
+* Semi-supervised fine-tuning (SimCLR v2; the recipe and its sources are in
+  `contrastive_jax/finetune.py`): the whole network with a new classifier, on a
+  class-balanced fraction of the labels (`config.eval.finetune_fractions`).
 Baselines run through the same code: a randomly initialised encoder and raw
-pixels, so that "pretraining helps" is a measured difference.
+pixels for the linear and kNN protocols; for each label fraction, the same
+fine-tuning from random init (`scratch_<f>_top1`) and a linear probe on frozen
+pretrained features of the same labelled subset (`linear_<f>_top1`), so that
+"pretraining helps" is a measured difference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import time
 from typing import Any, Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -38,6 +41,7 @@ from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import augment as augment_lib
 from contrastive_jax import data as data_lib
+from contrastive_jax import finetune as finetune_lib
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax.checkpoint import Checkpointer
@@ -182,40 +186,51 @@ def linear_scores(params: dict[str, jax.Array], features: np.ndarray) -> np.ndar
 
 # ----------------------------------------------------------------------------- semi-supervised
 
+# Kept importable from here (the public home is contrastive_jax.finetune).
+label_fraction_indices = finetune_lib.label_fraction_indices
+FineTuneModel = finetune_lib.FineTuneModel
 
-def label_fraction_indices(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
-  """Indices of a class-balanced `fraction` of the examples (sorted).
 
-  Each class contributes round(fraction × class size) examples (at least 1),
-  drawn without replacement with `seed`, as SimCLR's 1% / 10% subsets.
+def semi_supervised(config: ml_collections.ConfigDict, model, variables, train: data_lib.ArrayDataset,
+                    test: data_lib.ArrayDataset, fraction: float, mesh) -> dict[str, Any]:
+  """SimCLR v2 fine-tuning on a balanced `fraction` of the labels, and its baselines; test top-1.
+
+  Returns `finetune_<f>_top1` and, with `config.eval.finetune_baselines`, `scratch_<f>_top1` (the same
+  fine-tuning from random init) and `linear_<f>_top1` (the linear probe on frozen pretrained features of
+  the same subset, with the linear-probe settings), plus `finetune_<f>_details`: the settings, the
+  subset's class counts and each run's training history.
   """
-  if not 0.0 < fraction <= 1.0:
-    raise ValueError(f"the label fraction must be in (0, 1], got {fraction}.")
-  labels = np.asarray(labels)
-  rng = np.random.default_rng(seed)
-  chosen = []
-  for c in np.unique(labels):
-    members = np.flatnonzero(labels == c)
-    take = max(1, int(round(fraction * len(members))))
-    chosen.append(rng.choice(members, size=take, replace=False))
-  return np.sort(np.concatenate(chosen))
-
-
-class FineTuneModel(nn.Module):
-  """A pretrained SimCLRModel (`backbone`) with a new, zero-initialised linear classifier.
-
-  With `from_head_layer` the classifier reads the first projection-head layer's
-  output, as SimCLR v2 fine-tunes; otherwise h. Params: `backbone` (the
-  pretrained `encoder` and `head` drop in) and `classifier`.
-  """
-  backbone: nn.Module  # a SimCLRModel without probe, axis_name None
-  num_classes: int
-  from_head_layer: bool = True
-
-  @nn.compact
-  def __call__(self, images, train: bool = False):
-    feats = self.backbone.finetune_features(images, train=train, from_head_layer=self.from_head_layer)
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="classifier")(feats)
+  ev = config.eval
+  tag = f"{fraction:g}"
+  settings = finetune_lib.FineTuneSettings.from_config(config, fraction)
+  idx = finetune_lib.label_fraction_indices(train.labels, fraction, seed=config.seed)
+  subset = data_lib.ArrayDataset(train.images[idx], train.labels[idx], train.num_classes, train.name)
+  counts = finetune_lib.subset_counts(train.labels, fraction)
+  if counts["raised_to_one"]:
+    print(f"label fraction {tag}: classes {counts['raised_to_one']} have less than one example at this fraction; "
+          f"each gets one.", flush=True)
+  num_classes = max(train.num_classes, int(train.labels.max()) + 1)
+  runs = [("finetune", variables)]
+  if ev.finetune_baselines:
+    runs.append(("scratch", load_model(config, None, num_classes, config.augment.image_size, seed=config.seed + 1)[1]))
+  out: dict[str, Any] = {}
+  details: dict[str, Any] = {"examples": len(subset), "per_class": counts["per_class"],
+                             "raised_to_one": counts["raised_to_one"], "settings": dataclasses.asdict(settings)}
+  for name, init in runs:
+    ft, ft_vars, history = finetune_lib.fine_tune(model, init, subset, settings, num_classes=num_classes,
+                                                  seed=config.seed, name=f"{name} on {tag} of the labels")
+    scores = extract_features(lambda x, ft=ft, v=ft_vars: ft.apply(v, x, train=False), test,
+                              batch_size=ev.feature_batch_size, mesh=mesh)
+    out[f"{name}_{tag}_top1"] = topk_accuracy(scores, test.labels, 1)
+    details[name] = history
+    print(f"{name}_{tag}_top1 {out[f'{name}_{tag}_top1']:.4f} ({history['steps']} steps, "
+          f"{history['seconds']:.0f} s)", flush=True)
+  if ev.finetune_baselines:
+    probe = evaluate_features(f"subset_{tag}_", encoder_feature_fn(model, variables), subset, test, config, mesh,
+                              augment=bool(ev.linear_augment))
+    out[f"linear_{tag}_top1"] = probe[f"subset_{tag}_linear_top1"]
+  out[f"finetune_{tag}_details"] = details
+  return out
 
 
 # ----------------------------------------------------------------------------- the command
@@ -288,6 +303,7 @@ def evaluate_features(name: str, feature_fn: FeatureFn, train: data_lib.ArrayDat
 def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Evaluate the checkpoint in `workdir` (and the baselines); write and return `eval.json`."""
   ev = config.eval
+  t0 = time.time()
   mesh = parallel.make_data_mesh()
   folder = config.data.image_folder or None
   load = functools.partial(data_lib.load_dataset, config.data.dataset, image_folder=folder,
@@ -309,62 +325,18 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
                                      augment=augment))
     results.update(evaluate_features("pixels_", pixel_features, train, test, config, mesh, augment=augment))
   for fraction in ev.finetune_fractions:
-    results[f"finetune_{fraction:g}_top1"] = finetune(config, model, variables, train, test, fraction, mesh)
+    results.update(semi_supervised(config, model, variables, train, test, fraction, mesh))
   results["settings"] = {
       "num_train_examples": len(train), "num_test_examples": len(test), "linear_epochs": ev.linear_epochs,
       "linear_batch_size": ev.linear_batch_size, "linear_learning_rate": ev.linear_learning_rate,
       "linear_weight_decay": ev.linear_weight_decay, "linear_augment": augment, "knn_k": ev.knn_k,
       "knn_temperature": ev.knn_temperature, "dataset": config.data.image_folder or config.data.dataset,
       "test_split": config.data.test_split}
+  results["seconds"] = time.time() - t0
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
       json.dump(results, f, indent=2)
   return results
-
-
-def finetune(config: ml_collections.ConfigDict, model, variables, train: data_lib.ArrayDataset,
-             test: data_lib.ArrayDataset, fraction: float, mesh) -> float:
-  """SimCLR v2 semi-supervised fine-tuning on a balanced `fraction` of the labels; test top-1."""
-  idx = label_fraction_indices(train.labels, fraction, seed=config.seed)
-  subset = data_lib.ArrayDataset(train.images[idx], train.labels[idx], train.num_classes, train.name)
-  num_classes = max(train.num_classes, int(train.labels.max()) + 1)
-  ft = FineTuneModel(backbone=model.clone(axis_name=None, num_probe_classes=0), num_classes=num_classes,
-                     from_head_layer=bool(config.eval.get("finetune_from_head_layer", model.head_layers >= 3)))
-  size = subset.images.shape[1]
-  init = ft.init(jax.random.key(config.seed), jnp.zeros((2, size, size, 3)), train=False)
-  pre = {k: variables["params"][k] for k in ("encoder", "head")}
-  params = {**init["params"], "backbone": pre}
-  stats = {"backbone": {k: variables["batch_stats"][k] for k in ("encoder", "head")}}
-  ev = config.eval
-  batch = min(ev.linear_batch_size, len(subset))
-  spe = max(len(subset) // batch, 1)
-  tx = optim.sgd_nesterov(optax.cosine_decay_schedule(optim.scale_learning_rate(ev.linear_learning_rate, batch,
-                                                                                  "linear"),
-                                                      ev.finetune_epochs * spe), momentum=0.9)
-  opt_state = tx.init(params)
-
-  @jax.jit
-  def step(params, stats, opt_state, images, labels, key):
-    keys = jax.random.split(key, images.shape[0])
-    x = augment_lib.random_crop_and_flip(keys, images.astype(jnp.float32) / 255.0, size)
-    def loss_fn(p):
-      logits, new = ft.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new["batch_stats"]
-    grads, new_stats = jax.grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state
-
-  rng = np.random.default_rng(config.seed)
-  key = jax.random.key(config.seed)
-  for epoch in range(ev.finetune_epochs):
-    perm = rng.permutation(len(subset))
-    for s in range(spe):
-      b = perm[s * batch:(s + 1) * batch]
-      params, stats, opt_state = step(params, stats, opt_state, subset.images[b], subset.labels[b],
-                                      jax.random.fold_in(key, epoch * spe + s))
-  logits_fn = lambda x: ft.apply({"params": params, "batch_stats": stats}, x, train=False)
-  test_scores = extract_features(logits_fn, test, batch_size=ev.feature_batch_size, mesh=mesh)
-  return topk_accuracy(test_scores, test.labels, 1)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   elif preset == "v2":
     config.num_epochs = 800
     config.model.head_layers = 3
+    config.eval.finetune_from_head_layer = True  # SimCLR v2 fine-tunes from the first head layer
   else:
     raise ValueError(f"unknown preset {preset!r} for imagenet_simclr.py; use '100ep', '1000ep' or 'v2'.")
   return config

@@ -1,4 +1,4 @@
-"""Evaluation protocols: linear, kNN, label fractions, the eval.json contract and its errors."""
+"""Evaluation protocols: linear, kNN, the eval.json contract and its errors."""
 
 import json
 import pathlib
@@ -58,23 +58,6 @@ def test_topk_accuracy():
   assert evaluate.topk_accuracy(scores, np.array([1, 2, 0]), 2) == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5, 1.0])
-def test_label_fraction_is_exact_and_balanced(fraction):
-  labels = np.repeat(np.arange(10), 500)
-  idx = evaluate.label_fraction_indices(labels, fraction, seed=3)
-  assert len(idx) == round(fraction * 5000)
-  assert len(np.unique(idx)) == len(idx)
-  counts = np.bincount(labels[idx], minlength=10)
-  assert (counts == round(fraction * 500)).all()
-  np.testing.assert_array_equal(idx, evaluate.label_fraction_indices(labels, fraction, seed=3))
-
-
-@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
-def test_label_fraction_outside_unit_interval_is_an_error(fraction):
-  with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
-    evaluate.label_fraction_indices(np.arange(10), fraction)
-
-
 def test_workdir_without_checkpoints_is_an_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint found"):
     evaluate.load_model(_config(), str(tmp_path), num_classes=4, image_size=32)
@@ -92,7 +75,11 @@ def test_eval_json_contract(image_folder, tmp_path):
     for metric in ("linear_top1", "linear_top5", "knn_top1"):
       value = saved[prefix + metric]
       assert 0.0 <= value <= 1.0, (prefix + metric, value)
-  assert 0.0 <= saved["finetune_0.5_top1"] <= 1.0
+  for name in ("finetune", "scratch", "linear"):
+    assert 0.0 <= saved[f"{name}_0.5_top1"] <= 1.0, name
+  details = saved["finetune_0.5_details"]
+  assert details["examples"] == 32 and details["settings"]["epochs"] == 1
+  assert details["finetune"]["steps"] == details["scratch"]["steps"] == 2  # 32 images, batch 16
   assert saved["checkpoint_step"] == 2
   settings = saved["settings"]
   assert settings["num_train_examples"] == 64 and settings["num_test_examples"] == 32

@@ -5,14 +5,17 @@
 
 Reads W/eval.json (from `python -m contrastive_jax.evaluate`) and the `{"summary": ...}` line
 that `python -m contrastive_jax.train` prints last (its train_seconds), and writes the keys
-simclr_/random_/pixels_ × knn_top1/linear_top1, train_minutes and command. Nothing is typed in
-by hand: every figure comes from those two files.
+simclr_/random_/pixels_ × knn_top1/linear_top1 (those present), the semi-supervised keys
+finetune_/scratch_/linear_<fraction>_top1 with their settings and training curves
+(finetune_<fraction>_details), eval_minutes, train_minutes and command. Nothing is typed in by
+hand: every figure comes from those two files.
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 
 
 def main() -> None:
@@ -32,17 +35,22 @@ def main() -> None:
         summaries.append(json.loads(line)["summary"])
   if not summaries:
     raise SystemExit(f"error: no summary line in {args.train_log}; did training finish?")
-  result = {
-      "simclr_knn_top1": ev["knn_top1"], "simclr_linear_top1": ev["linear_top1"],
-      "simclr_linear_top5": ev["linear_top5"],
-      "random_knn_top1": ev["random_knn_top1"], "random_linear_top1": ev["random_linear_top1"],
-      "pixels_knn_top1": ev["pixels_knn_top1"], "pixels_linear_top1": ev["pixels_linear_top1"],
+  result = {"simclr_knn_top1": ev["knn_top1"], "simclr_linear_top1": ev["linear_top1"],
+            "simclr_linear_top5": ev["linear_top5"]}
+  for key in ("random_knn_top1", "random_linear_top1", "pixels_knn_top1", "pixels_linear_top1"):
+    if key in ev:
+      result[key] = ev[key]
+  semi = re.compile(r"^(finetune|scratch|linear)_[0-9.e-]+_(top1|details)$")
+  result.update({k: v for k, v in ev.items() if semi.match(k)})
+  if "seconds" in ev:
+    result["eval_minutes"] = round(ev["seconds"] / 60, 1)
+  result.update({
       "train_minutes": round(sum(s["train_seconds"] for s in summaries) / 60, 1),
       "train_steps": summaries[-1]["last_step"],
       "eval_settings": ev["settings"],
       "hardware": args.hardware,
       "command": args.command,
-  }
+  })
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
