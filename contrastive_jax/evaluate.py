@@ -218,7 +218,8 @@ def semi_supervised(config: ml_collections.ConfigDict, model, variables, train: 
                              "raised_to_one": counts["raised_to_one"], "settings": dataclasses.asdict(settings)}
   for name, init in runs:
     ft, ft_vars, history = finetune_lib.fine_tune(model, init, subset, settings, num_classes=num_classes,
-                                                  seed=config.seed, name=f"{name} on {tag} of the labels")
+                                                  seed=config.seed, name=f"{name} on {tag} of the labels",
+                                                  verbose=True)
     scores = extract_features(lambda x, ft=ft, v=ft_vars: ft.apply(v, x, train=False), test,
                               batch_size=ev.feature_batch_size, mesh=mesh)
     out[f"{name}_{tag}_top1"] = topk_accuracy(scores, test.labels, 1)

@@ -137,7 +137,10 @@ class FineTuneSettings:
 def make_optimizer(settings: FineTuneSettings, batch_size: int, total_steps: int) -> optax.GradientTransformation:
   """The fine-tuning optimiser: warmup (default none) + cosine decay to 0 over `total_steps`."""
   warmup = min(int(round(settings.warmup_epochs * total_steps / settings.epochs)), total_steps - 1)
-  schedule = optim.warmup_cosine_schedule(settings.peak_learning_rate(batch_size), total_steps, warmup)
+  peak = settings.peak_learning_rate(batch_size)
+  # The same values; optax warns about a zero-length warmup.
+  schedule = (optim.warmup_cosine_schedule(peak, total_steps, warmup) if warmup
+              else optax.cosine_decay_schedule(peak, total_steps))
   exclude = optim.exclude_by_name("classifier")
   if settings.optimizer == "lars":
     return optim.lars(schedule, weight_decay=settings.weight_decay, momentum=settings.momentum,
@@ -152,8 +155,8 @@ def chance_bound(labels: np.ndarray, num_seen: int) -> float:
 
 
 def fine_tune(model: nn.Module, variables: dict[str, Any], subset: data_lib.ArrayDataset,
-              settings: FineTuneSettings, *, num_classes: int, seed: int = 0,
-              name: str = "fine-tuning") -> tuple[FineTuneModel, dict[str, Any], dict[str, Any]]:
+              settings: FineTuneSettings, *, num_classes: int, seed: int = 0, name: str = "fine-tuning",
+              verbose: bool = False) -> tuple[FineTuneModel, dict[str, Any], dict[str, Any]]:
   """Trains `model`'s encoder and head, from `variables`, with a new classifier on `subset`.
 
   Args:
@@ -162,7 +165,8 @@ def fine_tune(model: nn.Module, variables: dict[str, Any], subset: data_lib.Arra
       scratch baseline).
     subset: the labelled images uint8 [N, H, W, 3] and labels [N].
     settings: the recipe.
-    name: what the guard's error calls this run.
+    name: what the guard's error and the progress lines call this run.
+    verbose: print the loss and training accuracy of each epoch.
   Returns:
     (the FineTuneModel, its variables {'params', 'batch_stats'}, a history: per-epoch training loss
     and accuracy (augmented batches, train-mode BN), steps, batch size, seconds).
@@ -214,6 +218,9 @@ def fine_tune(model: nn.Module, variables: dict[str, Any], subset: data_lib.Arra
     accuracy = float(np.sum(jax.device_get(correct)) / seen)
     history["train_loss"].append(mean_loss)
     history["train_accuracy"].append(accuracy)
+    if verbose:
+      print(f"{name}: epoch {epoch + 1}/{settings.epochs} loss {mean_loss:.4f} train accuracy {accuracy:.3f} "
+            f"({time.time() - t0:.0f} s)", flush=True)
     if not math.isfinite(mean_loss):
       raise FineTuneDivergedError(
           f"{name} diverged: the training loss became {mean_loss} in epoch {epoch + 1}. Lower "
