@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from typing import Any, Iterable
 
 import jax
@@ -61,6 +62,20 @@ def _json(value: dict[str, Any], what: str) -> dict[str, Any]:
                     f"{e}") from None
 
 
+def _remove_unfinished_saves(directory: str) -> None:
+  """Delete the step folders Orbax never renamed (`N.orbax-checkpoint-tmp`), on process 0 only.
+
+  The other processes wait for it at the barrier in Orbax's `CheckpointManager` constructor
+  (create=True), which comes next.
+  """
+  if jax.process_index() != 0 or not os.path.isdir(directory):
+    return
+  for name in os.listdir(directory):
+    path = os.path.join(directory, name)
+    if _TMP in name and os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+
+
 class Checkpointer:
   """Save every N steps, keep the last K, restore the latest.
 
@@ -68,8 +83,13 @@ class Checkpointer:
     directory: the `checkpoints/` folder (created if missing).
     max_to_keep: how many recent checkpoints to keep.
     async_save: write in a background thread while training continues.
-    read_only: for readers (evaluation, embedding): create nothing, save nothing, and leave
-      unfinished saves alone, which a writer deletes at start-up (it may be a live run's).
+    read_only: for readers (evaluation, embedding, inspection): create nothing, save nothing,
+      and leave unfinished saves alone (they may be a live run's).
+
+  A writer deletes the unfinished saves of a killed run before its constructor returns.
+  (Orbax's own cleanup runs in a background thread that outlives the constructor, so two
+  writers on one folder, such as a run and a script that opened it to look, raced to
+  delete the same files.)
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, read_only: bool = False):
@@ -79,7 +99,9 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else max_to_keep, create=not read_only, read_only=read_only,
         save_interval_steps=0 if read_only else 1, enable_async_checkpointing=async_save and not read_only,
-        cleanup_tmp_directories=not read_only, step_name_format=self._name_format)
+        cleanup_tmp_directories=False, step_name_format=self._name_format)
+    if not read_only:
+      _remove_unfinished_saves(self.directory)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:

@@ -170,3 +170,18 @@ def test_a_reader_creates_nothing_and_leaves_unfinished_saves_alone(tmp_path):
   assert in_flight.is_dir()
   assert Checkpointer(str(tmp_path / "elsewhere"), read_only=True).latest_step() is None
   assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_writer_deletes_unfinished_saves_before_its_constructor_returns(tmp_path):
+  """No background deletion outlives the constructor, so a second writer on the folder cannot race it."""
+  writer = Checkpointer(str(tmp_path), async_save=False)
+  writer.save(1, _toy_state(1), {})
+  writer.close()
+  killed = tmp_path / "2.orbax-checkpoint-tmp" / "params"
+  killed.mkdir(parents=True)
+  (killed / "_sharding").write_text("{}")
+  second = Checkpointer(str(tmp_path), async_save=False)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
+  second.save(2, _toy_state(2), {})
+  second.close()
+  assert Checkpointer(str(tmp_path), read_only=True).all_steps() == [1, 2]

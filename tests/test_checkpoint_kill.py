@@ -43,7 +43,7 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
   train_lib.train_and_evaluate(config, str(tmp_path))
   want = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path)}
   ckpt_dir = tmp_path / "checkpoints"
-  assert Checkpointer(str(ckpt_dir)).all_steps() == [4, 6]
+  assert Checkpointer(str(ckpt_dir), read_only=True).all_steps() == [4, 6]
 
   # As if SIGTERM came after step 5 and SIGKILL at the end of the grace period,
   # during the off-cycle save of step 5: its folder was never renamed, and its
@@ -62,7 +62,7 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
   shutil.copytree(ckpt_dir / "4", ckpt_dir / "2")
   shutil.rmtree(ckpt_dir / "2" / "params")
 
-  assert Checkpointer(str(ckpt_dir)).latest_step() == 4
+  assert Checkpointer(str(ckpt_dir), read_only=True).latest_step() == 4
   (tmp_path / "metrics.jsonl").write_text("")
   summary = train_lib.train_and_evaluate(config, str(tmp_path))
   got = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path)}
@@ -72,7 +72,7 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
   assert summary["last_step"] == STEPS
   # Step 5 is off-cycle, so nothing saves over its tmp folder: it must have been cleaned up.
   assert _tmp_dirs(ckpt_dir) == []
-  assert Checkpointer(str(ckpt_dir)).all_steps() == [4, 6]  # the broken 2 went with the oldest
+  assert Checkpointer(str(ckpt_dir), read_only=True).all_steps() == [4, 6]  # the broken 2 went with the oldest
 
 
 def _cli(workdir: pathlib.Path, image_folder: pathlib.Path, log: pathlib.Path) -> subprocess.Popen:
@@ -135,7 +135,7 @@ def test_sigkill_during_a_save_resumes_from_the_last_complete_checkpoint(image_f
   assert printed == list(range(complete + 1, STEPS + 1)), out
   summary = json.loads(next(line for line in out.splitlines() if line.startswith('{"summary"')))["summary"]
   assert summary["last_step"] == STEPS and not summary["preempted"]
-  assert Checkpointer(str(ckpt_dir)).all_steps()[-1] == STEPS
+  assert Checkpointer(str(ckpt_dir), read_only=True).all_steps()[-1] == STEPS
   assert _tmp_dirs(ckpt_dir) == []
   # Steps that the killed run had already logged came out the same when recomputed.
   by_step: dict[int, list[float]] = {}

@@ -59,7 +59,7 @@ def test_resume_checks_the_checkpointed_config(image_folder, tmp_path):
   """Through the train loop: the check runs before any data or compilation, and a forced change is logged."""
   base = {"num_steps": 2, "checkpoint_every_steps": 1, "data.image_folder": str(image_folder)}
   train_lib.train_and_evaluate(_config(**base), str(tmp_path))
-  assert Checkpointer(str(tmp_path / "checkpoints")).restore_config()["batch_size"] == 16
+  assert Checkpointer(str(tmp_path / "checkpoints"), read_only=True).restore_config()["batch_size"] == 16
   recorded_json = (tmp_path / "config.json").read_text()
 
   with pytest.raises(resume.ConfigMismatchError, match=r"batch_size: 16 -> 32"):
@@ -74,4 +74,4 @@ def test_resume_checks_the_checkpointed_config(image_folder, tmp_path):
   changes = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").read_text().splitlines()]
   assert changes[-1]["step"] == 2 and changes[-1]["changes"] == {"num_steps": {"from": 2, "to": 3}}
   assert json.loads((tmp_path / "config.json").read_text())["num_steps"] == 3
-  assert Checkpointer(str(tmp_path / "checkpoints")).restore_config(step=3)["num_steps"] == 3
+  assert Checkpointer(str(tmp_path / "checkpoints"), read_only=True).restore_config(step=3)["num_steps"] == 3
