@@ -1,10 +1,12 @@
-"""contrastive-jax: contrastive self-supervised learning (SimCLR family) in JAX/Flax.
+"""contrastive-jax: contrastive self-supervised learning (SimCLR, SupCon, MoCo v2/v3, BYOL) in JAX/Flax.
 
 The public API, by module:
-  losses    nt_xent, nt_xent_with_metrics, info_nce
+  losses    nt_xent, nt_xent_with_metrics, supcon, info_nce (in-batch or MoCo queue), byol_loss
   augment   SimCLRAugment, simclr_augment, random_crop_and_flip, center_crop, colour ops
-  models    ResNet, ProjectionHead, SimCLRModel
-  optim     lars, scale_learning_rate, warmup_cosine_schedule, sgd_nesterov, adamw
+  models    ResNet, ProjectionHead, ContrastiveModel (alias SimCLRModel)
+  methods   simclr, supcon, moco (v2, v3), byol: each a `Method` the train step runs;
+            `methods.create(config, ...)` picks one by config.method
+  optim     lars, sgd, scale_learning_rate, warmup_cosine_schedule, sgd_nesterov, adamw
   train     TrainState, make_train_step, distribute, train_and_evaluate (imported lazily:
             it pulls in the data pipeline)
   embed     load_encoder, Encoder: a trained run's encoder as a function of images
@@ -12,17 +14,19 @@ The public API, by module:
 """
 
 from contrastive_jax.augment import SimCLRAugment, center_crop, random_crop_and_flip, simclr_augment
-from contrastive_jax.losses import info_nce, nt_xent, nt_xent_with_metrics
-from contrastive_jax.models import ProjectionHead, ResNet, SimCLRModel
-from contrastive_jax.optim import adamw, lars, scale_learning_rate, sgd_nesterov, warmup_cosine_schedule
+from contrastive_jax.losses import byol_loss, info_nce, nt_xent, nt_xent_with_metrics, supcon
+from contrastive_jax import methods
+from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, SimCLRModel
+from contrastive_jax.optim import adamw, lars, scale_learning_rate, sgd, sgd_nesterov, warmup_cosine_schedule
 from contrastive_jax.parallel import DATA_AXIS, make_data_mesh
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DATA_AXIS", "Encoder", "ProjectionHead", "ResNet", "SimCLRAugment", "SimCLRModel", "adamw", "center_crop",
-    "info_nce", "lars", "load_encoder", "make_data_mesh", "nt_xent", "nt_xent_with_metrics",
-    "random_crop_and_flip", "scale_learning_rate", "sgd_nesterov", "simclr_augment", "warmup_cosine_schedule",
+    "ContrastiveModel", "DATA_AXIS", "Encoder", "ProjectionHead", "ResNet", "SimCLRAugment", "SimCLRModel", "adamw", "byol_loss",
+    "center_crop", "info_nce", "lars", "load_encoder", "make_data_mesh", "nt_xent", "nt_xent_with_metrics",
+    "random_crop_and_flip", "methods", "scale_learning_rate", "sgd", "sgd_nesterov", "simclr_augment", "supcon",
+    "warmup_cosine_schedule",
 ]
 
 _LAZY = {"load_encoder": "contrastive_jax.embed", "Encoder": "contrastive_jax.embed"}

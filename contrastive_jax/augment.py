@@ -648,10 +648,13 @@ def _build_slot_tables() -> tuple[np.ndarray, np.ndarray]:
 _RGB_SLOTS, _HSV_SLOTS = _build_slot_tables()
 
 
-def _jitter_params(u: Array, strength: float, p: float,
-                   multiplicative_brightness: bool) -> dict[str, Array]:
-  """Per-image jitter draws from uniforms u [B, 6] (SimCLR's `color_jitter_rand` ranges)."""
-  b, c, s, h = 0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength
+def _jitter_params(u: Array, strength: float, p: float, multiplicative_brightness: bool,
+                   jitter: tuple[float, float, float, float] | None = None) -> dict[str, Array]:
+  """Per-image jitter draws from uniforms u [B, 6] (SimCLR's `color_jitter_rand` ranges).
+
+  `jitter` (brightness, contrast, saturation, hue) replaces SimCLR's (0.8, 0.8, 0.8, 0.2) * strength.
+  """
+  b, c, s, h = jitter if jitter is not None else (0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)
   if multiplicative_brightness:  # v2: factor U[max(1 - b, 0), 1 + b]
     lo = max(1.0 - b, 0.0)
     brightness = lo + (1.0 + b - lo) * u[:, 0]
@@ -924,7 +927,10 @@ class SimCLRAugment:
     crop_max_attempts: candidate boxes before the centre-crop fallback.
     resize_method: 'bicubic' (SimCLR) or 'bilinear'.
     flip_p: horizontal flip probability.
-    jitter_strength: colour jitter strength s.
+    jitter_strength: colour jitter strength s: brightness, contrast and saturation 0.8 s,
+      hue 0.2 s (SimCLR).
+    jitter: (brightness, contrast, saturation, hue) ranges that replace SimCLR's ones from
+      `jitter_strength` (torchvision's ColorJitter arguments; BYOL: (0.4, 0.4, 0.2, 0.1)).
     jitter_p: probability of colour jitter.
     multiplicative_brightness: False = SimCLR v1 (additive), True = v2.
     grayscale_p: colour drop probability.
@@ -945,6 +951,7 @@ class SimCLRAugment:
   resize_method: str = "bicubic"
   flip_p: float = 0.5
   jitter_strength: float = 1.0
+  jitter: tuple[float, float, float, float] | None = None
   jitter_p: float = 0.8
   multiplicative_brightness: bool = False
   grayscale_p: float = 0.2
@@ -1076,9 +1083,9 @@ def _draws(keys: Array, images: Array, config: SimCLRAugment) -> dict[str, Any]:
     draws["boxes"] = _boxes_from_uniforms(crop, keys[:, 1], height, width,
                                           config.crop_area_range, config.aspect_ratio_range,
                                           config.crop_max_attempts)
-  if config.jitter_p > 0 and config.jitter_strength > 0:
+  if config.jitter_p > 0 and (config.jitter_strength > 0 if config.jitter is None else any(config.jitter)):
     draws["jitter"] = _jitter_params(u[:, 1:7], config.jitter_strength, config.jitter_p,
-                                     config.multiplicative_brightness)
+                                     config.multiplicative_brightness, config.jitter)
   if config.grayscale_p > 0:
     draws["gray"] = u[:, 7] < config.grayscale_p
   if config.blur_p > 0:

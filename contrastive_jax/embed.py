@@ -96,7 +96,7 @@ class Encoder:
     self._fn = jax.jit(jax.shard_map(local, mesh=self.mesh, in_specs=(P(), P(parallel.DATA_AXIS)),
                                      out_specs=P(parallel.DATA_AXIS)))
     probe = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    self.feature_dim = int(jax.eval_shape(lambda v, x: model.apply(v, x, train=False)[0], variables, probe).shape[-1])
+    self.feature_dim = int(jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["features"], variables, probe).shape[-1])
 
   def __call__(self, images: Any) -> np.ndarray:
     """Features h of `images` (uint8 [B, S, S, 3], or float in [0, 1]): numpy float32 [B, D].

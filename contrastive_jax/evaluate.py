@@ -268,7 +268,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_class
 
 def encoder_feature_fn(model, variables) -> FeatureFn:
   def fn(images):
-    return model.apply(variables, images, train=False)[0]
+    return model.apply(variables, images, train=False)["features"]
   return fn
 
 

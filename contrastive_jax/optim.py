@@ -138,6 +138,30 @@ def sgd_nesterov(
       optax.sgd(learning_rate, momentum=momentum, nesterov=True))
 
 
+def sgd(
+    learning_rate: optax.ScalarOrSchedule,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    *,
+    nesterov: bool = False,
+    exclude: ExcludeFn | None = None,
+    decay_1d: bool = False,
+) -> optax.GradientTransformation:
+  """SGD with momentum and L2 weight decay (gradient += wd * w), as PyTorch's `torch.optim.SGD`.
+
+  Weight decay applies to `decay_mask` params (not 1-D, not excluded) or, with decay_1d,
+  to every param that `exclude` does not select, biases and BN included (PyTorch's
+  default, which MoCo v2 and solo-learn's SGD recipes use).
+  """
+  if decay_1d:
+    mask = lambda params: jax.tree_util.tree_map_with_path(
+        lambda kp, p: not (exclude is not None and exclude(path_names(kp), p)), params)
+  else:
+    mask = lambda params: decay_mask(params, exclude)
+  return optax.chain(optax.add_decayed_weights(weight_decay, mask=mask),
+                     optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov))
+
+
 def adamw(
     learning_rate: optax.ScalarOrSchedule,
     weight_decay: float = 1e-4,

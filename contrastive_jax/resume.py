@@ -35,6 +35,15 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "model.conv_impl": "xla",
     "model.base_width": 64,
     "allow_schedule_change": False,
+    # The methods layer: runs before it were SimCLR with this head and two identical views.
+    "method": "simclr",
+    "optimizer": "lars",
+    "augment.views": [{}, {}],
+    "model.head_hidden_dim": 0,
+    "model.head_hidden_bn": True,
+    "model.head_last_bn": True,
+    "model.head_last_bn_scale": True,
+    "model.predictor_layers": 0,
 }
 
 

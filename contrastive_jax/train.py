@@ -1,16 +1,18 @@
-"""SimCLR pretraining: the train step, the training loop and the command line.
+"""Pretraining (SimCLR, SupCon, MoCo v2/v3, BYOL): the train step, the loop and the command line.
 
     python -m contrastive_jax.train --config experiments/cifar10_simclr.py --workdir DIR
 
 The train step is one pure function of `(state, batch, key)`: on-device
-augmentation of two views, encoder + projection head, NT-Xent with negatives
-gathered from every device, the online linear probe, gradients, the LARS update
-and the BatchNorm statistics. `make_train_step` builds the per-device function;
-`distribute` runs it with `jax.shard_map` over the mesh's `data` axis, which
-spans every device of every process (synchronised BN uses the same axis).
+augmentation of the method's views (settings per view), the momentum target if
+the method has one, encoder + heads, the method's loss (negatives gathered from
+every device), the online linear probe, gradients, the optimiser update, the
+BatchNorm statistics and the method's own state (contrastive_jax/methods/).
+`make_train_step` builds the per-device function; `distribute` runs it with
+`jax.shard_map` over the mesh's `data` axis, which spans every device of every
+process (synchronised BN uses the same axis).
 
-Per-image augmentation keys are `fold_in(fold_in(key, step), global_row)`, so a
-step gives the same result on 1 device with batch 8b as on 8 devices with b each.
+Per-image augmentation keys are `split(fold_in(fold_in(key, step), global_row), views)`,
+so a step gives the same result on 1 device with batch 8b as on 8 devices with b each.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax
 import jax
@@ -35,13 +37,13 @@ from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import augment as augment_lib
 from contrastive_jax import data as data_lib
-from contrastive_jax import losses
+from contrastive_jax import methods as methods_lib
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import resume as resume_lib
 from contrastive_jax import writers
 from contrastive_jax.checkpoint import Checkpointer
-from contrastive_jax.models import SimCLRModel
+from contrastive_jax.models import ContrastiveModel
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -49,33 +51,63 @@ Metrics = dict[str, jax.Array]
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything that changes during training (and is checkpointed)."""
+  """Everything that changes during training (and is checkpointed).
+
+  method_state: the method's state without gradients ({} for SimCLR and SupCon; the EMA
+  target, and MoCo v2's queue and pointer); replicated like the parameters.
+  """
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
+  method_state: Any = dataclasses.field(default_factory=dict)
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int,
-                 axis_name: str | None = parallel.DATA_AXIS) -> SimCLRModel:
+                 axis_name: str | None = parallel.DATA_AXIS) -> ContrastiveModel:
   m = config.model
-  return SimCLRModel(
+  return ContrastiveModel(
       depth=m.depth, width_multiplier=m.width_multiplier, cifar_stem=m.cifar_stem,
       head_layers=m.head_layers, proj_dim=m.proj_dim,
       num_probe_classes=num_classes if m.online_probe else 0, axis_name=axis_name,
       bn_momentum=m.bn_momentum, zero_init_residual=m.zero_init_residual,
       dtype=jnp.dtype(m.dtype), base_width=m.base_width, conv_impl=m.get("conv_impl", "xla"),
-      bn_fast_variance=bool(m.get("bn_fast_variance", False)))
+      bn_fast_variance=bool(m.get("bn_fast_variance", False)),
+      head_hidden_dim=m.get("head_hidden_dim") or None, head_hidden_bn=bool(m.get("head_hidden_bn", True)),
+      head_last_bn=bool(m.get("head_last_bn", True)), head_last_bn_scale=bool(m.get("head_last_bn_scale", True)),
+      predictor_layers=int(m.get("predictor_layers", 0)), predictor_hidden_dim=int(m.get("predictor_hidden_dim", 4096)),
+      predictor_last_bias=bool(m.get("predictor_last_bias", True)))
+
+
+_AUGMENT_FIELDS = {f.name for f in dataclasses.fields(augment_lib.SimCLRAugment)}
+
+
+def _augment_overrides(fields: Any, where: str) -> dict[str, Any]:
+  fields = dict(fields)
+  unknown = sorted(set(fields) - _AUGMENT_FIELDS)
+  if unknown:
+    raise ValueError(f"{where} has unknown augmentation fields {unknown}; use fields of SimCLRAugment: "
+                     f"{sorted(_AUGMENT_FIELDS - {'crop'})}.")
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
 def augment_config(config: ml_collections.ConfigDict) -> augment_lib.SimCLRAugment:
+  """The base view: the preset, then every other field of config.augment (SimCLRAugment names)."""
   a = config.augment
   presets = {"cifar10": augment_lib.SimCLRAugment.cifar10, "imagenet": augment_lib.SimCLRAugment.imagenet}
   if a.preset not in presets:
     raise ValueError(f"unknown config.augment.preset {a.preset!r}; use one of {sorted(presets)}.")
-  base = presets[a.preset]()
-  return dataclasses.replace(base, image_size=a.image_size, jitter_strength=a.jitter_strength, blur_p=a.blur_p,
+  fields = {k: v for k, v in a.to_dict().items() if k not in ("preset", "views")}
+  return dataclasses.replace(presets[a.preset](), **_augment_overrides(fields, "config.augment"),
                              crop=not config.data.host_crop)
+
+
+def view_configs(config: ml_collections.ConfigDict) -> tuple[augment_lib.SimCLRAugment, ...]:
+  """One SimCLRAugment per view: config.augment.views[v] overrides fields of the base view."""
+  base = augment_config(config)
+  views = config.augment.get("views", ({}, {}))
+  return tuple(dataclasses.replace(base, **_augment_overrides(v, f"config.augment.views[{i}]"))
+               for i, v in enumerate(views))
 
 
 def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
@@ -86,7 +118,11 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
 
 def create_optimizer(config: ml_collections.ConfigDict, num_examples: int
                      ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """LARS with SimCLR's masks, warmup + cosine schedule; the probe is excluded like a 1-D parameter."""
+  """config.optimizer with a warmup + cosine schedule; the probe is excluded like a 1-D parameter.
+
+  "lars" (default): LARS with SimCLR's masks. "sgd": SGD with momentum whose weight decay
+  covers every parameter but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
+  """
   spe = data_lib.steps_per_epoch(num_examples, config.batch_size)
   peak = optim.scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
   steps = total_steps(config, num_examples)
@@ -94,9 +130,16 @@ def create_optimizer(config: ml_collections.ConfigDict, num_examples: int
   if warmup >= steps:  # a short run (num_steps override) keeps a proportionate warmup
     warmup = steps // 10
   schedule = optim.warmup_cosine_schedule(peak, steps, warmup)
-  tx = optim.lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
-                  trust_coefficient=config.trust_coefficient,
-                  exclude=optim.exclude_by_name("probe"))
+  name = config.get("optimizer", "lars")
+  if name == "lars":
+    tx = optim.lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
+                    trust_coefficient=config.trust_coefficient,
+                    exclude=optim.exclude_by_name("probe"))
+  elif name == "sgd":
+    tx = optim.sgd(schedule, momentum=config.momentum, weight_decay=config.weight_decay,
+                   exclude=optim.exclude_by_name("probe"), decay_1d=True)
+  else:
+    raise ValueError(f"unknown config.optimizer {name!r}; use 'lars' or 'sgd'.")
   return tx, schedule
 
 
@@ -115,43 +158,80 @@ def state_dtype(model: SimCLRModel) -> jnp.dtype:
   return jnp.promote_types(model.dtype, jnp.float32)
 
 
-def init_state(model: SimCLRModel, tx: optax.GradientTransformation, key: jax.Array,
-               image_shape: tuple[int, int, int]) -> TrainState:
-  """Initialise parameters on one dummy image (BN without `axis_name` at init).
+def init_state(model: ContrastiveModel, tx: optax.GradientTransformation, key: jax.Array,
+               image_shape: tuple[int, int, int], method: methods_lib.Method | None = None) -> TrainState:
+  """Initialise parameters on one dummy image (BN without `axis_name` at init), and the method's state.
 
   Variables are drawn in float32 and cast to `state_dtype(model)`, so a
-  float64 model starts from exactly the float32 model's parameters.
+  float64 model starts from exactly the float32 model's parameters. The method
+  state's random parts (MoCo's initial queue) use `fold_in(key, 1)`.
   """
   variables = model.clone(axis_name=None).init(key, jnp.zeros((2, *image_shape), jnp.float32), train=False)
   variables = jax.tree.map(lambda v: v.astype(state_dtype(model)), variables)
   params = variables["params"]
+  method_state = method.init_state(params, variables["batch_stats"], jax.random.fold_in(key, 1)) if method else {}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
-                    opt_state=tx.init(params))
+                    opt_state=tx.init(params), method_state=method_state)
 
 
-def _views(batch: Batch, keys: jax.Array, aug: augment_lib.SimCLRAugment,
-           dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
-  """Two augmented `dtype` views from a uint8 batch ([b,H,W,3], or [b,2,S,S,3] from host crops)."""
+def _views(batch: Batch, keys: jax.Array, augs: Sequence[augment_lib.SimCLRAugment],
+           dtype: Any = jnp.float32) -> tuple[jax.Array, ...]:
+  """The augmented `dtype` views from a uint8 batch ([b,H,W,3], or [b,V,S,S,3] from host crops)."""
   images = batch["image"].astype(dtype) / 255.0
-  k1, k2 = keys[:, 0], keys[:, 1]
   if images.ndim == 5:
-    return augment_lib.simclr_augment(k1, images[:, 0], aug), augment_lib.simclr_augment(k2, images[:, 1], aug)
-  return augment_lib.simclr_augment(k1, images, aug), augment_lib.simclr_augment(k2, images, aug)
+    if images.shape[1] != len(augs):
+      raise ValueError(f"host crops give {images.shape[1]} views per image, the method needs {len(augs)}; "
+                       "set config.data.host_crop=False or use a two-view method.")
+    return tuple(augment_lib.simclr_augment(keys[:, v], images[:, v], aug) for v, aug in enumerate(augs))
+  return tuple(augment_lib.simclr_augment(keys[:, v], images, aug) for v, aug in enumerate(augs))
 
 
-def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    aug: augment_lib.SimCLRAugment, *, temperature: float, chunk_size: int | None = None,
-                    axis_name: str | None = parallel.DATA_AXIS
+def _forward(model: ContrastiveModel, variables: dict[str, Any], views: Sequence[jax.Array], per_view_bn: bool,
+             method: Any = None) -> tuple[dict[str, tuple[jax.Array, ...]], Any]:
+  """Train-mode outputs per view and the new batch_stats.
+
+  All views as one batch (BN over all of them), or one view at a time, each updating the
+  running averages in turn (as a PyTorch module called once per view).
+  """
+  apply = lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"], method=method)
+  if not per_view_bn:
+    out, new = apply(variables, jnp.concatenate(views))
+    return {k: tuple(jnp.split(v, len(views))) for k, v in out.items()}, new["batch_stats"]
+  outs, stats = [], variables["batch_stats"]
+  for x in views:
+    out, new = apply({**variables, "batch_stats": stats}, x)
+    outs.append(out)
+    stats = new["batch_stats"]
+  return {k: tuple(o[k] for o in outs) for k in outs[0]}, stats
+
+
+def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    aug: augment_lib.SimCLRAugment | Sequence[augment_lib.SimCLRAugment], *,
+                    temperature: float | None = None, chunk_size: int | None = None,
+                    axis_name: str | None = parallel.DATA_AXIS, method: methods_lib.Method | None = None,
                     ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
-  """The per-device SimCLR step `(state, batch, key) -> (state, metrics)`.
+  """The per-device step `(state, batch, key) -> (state, metrics)` of `method` (default: SimCLR).
+
+  Args:
+    aug: one SimCLRAugment for every view, or one per view (`view_configs(config)`).
+    temperature, chunk_size: SimCLR's, when `method` is None.
+    method: from `methods.create(config, ...)`, built with the same axis_name.
 
   Inside `shard_map` (`axis_name` set) `batch` is this device's rows:
-    image: uint8 [b, H, W, 3] or [b, 2, S, S, 3]; label: int32 [b] (-1: none);
+    image: uint8 [b, H, W, 3] or [b, V, S, S, 3]; label: int32 [b] (-1: none);
     index: int32 [b], each row's position in the global batch;
     preempt (optional): int32 [b], 1 on the rows of a process that got SIGTERM.
   `key` is the run's base key (the same on every device). Metrics are global
   means, identical on every device.
   """
+  if method is None:
+    method = methods_lib.simclr.make(temperature=temperature, chunk_size=chunk_size, axis_name=axis_name)
+  augs = tuple(aug) if isinstance(aug, (tuple, list)) else (aug,) * method.num_views
+  if len(augs) != method.num_views:
+    raise ValueError(f"{method.name} needs {method.num_views} views; config.augment.views has {len(augs)} entries.")
+  if method.predictor_layers and not model.predictor_layers:
+    raise ValueError(f"{method.name} needs a predictor; build the model with predictor_layers="
+                     f"{method.predictor_layers} (config.model.predictor_layers).")
   probe = model.num_probe_classes > 0
   dtype = state_dtype(model)
 
@@ -160,23 +240,24 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
 
   def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
     step_key = jax.random.fold_in(key, state.step)
-    keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i)))(batch["index"])
-    v1, v2 = _views(batch, keys, aug, dtype)
-    b = v1.shape[0]
-    labels = jnp.concatenate([batch["label"], batch["label"]])
+    keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i), len(augs)))(batch["index"])
+    views = _views(batch, keys, augs, dtype)
+    labels = jnp.concatenate([batch["label"]] * len(views))
+    target = target_stats = None
+    if method.target:
+      t = state.method_state[methods_lib.TARGET]
+      target, target_stats = _forward(model, dict(t), views, method.per_view_bn, method=ContrastiveModel.project)
+      target = jax.lax.stop_gradient(target)
 
     def loss_fn(params):
-      # Both views in one batch, so BN normalises over both, as SimCLR does.
-      out, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                  jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"])
-      z = out[1]
-      loss, m = losses.nt_xent_with_metrics(z[:b], z[b:], temperature=temperature, axis_name=axis_name,
-                                            chunk_size=chunk_size)
+      out, batch_stats = _forward(model, {"params": params, "batch_stats": state.batch_stats}, views,
+                                  method.per_view_bn)
+      loss, m = method.loss(out, target, state.method_state, batch["label"], state.step)
       # The global loss: its gradient w.r.t. replicated params is already the global one.
       loss = mean(loss)
       total = loss
       if probe:
-        logits = out[2].astype(dtype)
+        logits = jnp.concatenate(out["probe_logits"]).astype(dtype)
         valid = labels >= 0
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
         n_valid = jnp.maximum(mean(jnp.sum(valid).astype(dtype)), 1.0)
@@ -185,18 +266,22 @@ def make_train_step(model: SimCLRModel, tx: optax.GradientTransformation, schedu
         m["probe_acc"] = mean(jnp.sum(jnp.where(valid, jnp.argmax(logits, -1) == labels, False))) / n_valid
         total = total + probe_loss
       m["loss"] = loss
-      return total, (new_vars["batch_stats"], m)
+      return total, (batch_stats, m)
 
     grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    method_state = state.method_state
+    if method.update is not None:
+      method_state = method.update(state.method_state, params, target_stats, target, state.step)
     metrics = jax.tree.map(lambda x: x.astype(dtype), metrics)
     metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["param_norm"] = optax.tree.norm(params)
     if "preempt" in batch:  # > 0 on every process when any process got SIGTERM (see train_and_evaluate)
       metrics["preempt"] = mean(jnp.max(batch["preempt"]).astype(jnp.float32))
-    new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                           method_state=method_state)
     return new_state, metrics
 
   return train_step
@@ -313,10 +398,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     steps = total_steps(config, len(dataset))
     model = create_model(config, dataset.num_classes)
     tx, schedule = create_optimizer(config, len(dataset))
-    aug = augment_config(config)
+    method = methods_lib.create(config, total_steps=steps, axis_name=parallel.DATA_AXIS)
+    augs = view_configs(config)
+    aug = augs[0]
     key = jax.random.key(config.seed)
     image_shape = (aug.image_size, aug.image_size, 3)
-    state = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape),
+    state = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape, method=method),
                     out_shardings=parallel.replicated_sharding(mesh))(init_key(config.seed))
     if start_step:
       state, meta = ckpt.restore(state)
@@ -326,8 +413,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if start_step:
         print(f"Resumed from {ckpt.directory} at step {start_step}.", flush=True)
 
-    step_fn = distribute(make_train_step(model, tx, schedule, aug, temperature=config.temperature,
-                                         chunk_size=config.loss_chunk_size or None), mesh)
+    step_fn = distribute(make_train_step(model, tx, schedule, augs, method=method), mesh)
     batches = data_lib.TrainIterator(dataset, global_batch_size=config.batch_size, seed=config.seed,
                                      start_step=start_step, rows=data_lib.process_slice(config.batch_size, mesh),
                                      prefetch=config.data.prefetch, crop_size=aug.image_size)
@@ -400,8 +486,9 @@ def _train_loop(config, ckpt, writer, report, step_fn, state, batches, key, mesh
         scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "preempt"}
         writer.write_scalars(done, scalars)
         if jax.process_index() == 0:
+          acc = f" acc {scalars['contrastive_acc']:.3f}" if "contrastive_acc" in scalars else ""
           probe = f" probe_acc {scalars['probe_acc']:.3f}" if "probe_acc" in scalars else ""
-          print(f"step {done}/{steps} loss {scalars['loss']:.4f} acc {scalars['contrastive_acc']:.3f}{probe} "
+          print(f"step {done}/{steps} loss {scalars['loss']:.4f}{acc}{probe} "
                 f"lr {scalars['learning_rate']:.4f}", flush=True)
       if is_periodic_save or stop:
         ckpt.save(done, state, meta(), config=config_json)

@@ -16,11 +16,13 @@ import ml_collections
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.method = "simclr"           # contrastive_jax/methods/: simclr, supcon, moco_v2, moco_v3, byol
   config.seed = 0
   config.batch_size = 512            # source images per step (global); each gives two views
   config.num_epochs = 1000
   config.num_steps = 0               # > 0 overrides num_epochs
   config.warmup_epochs = 10.0
+  config.optimizer = "lars"          # lars (SimCLR's masks) or sgd
   config.learning_rate = 1.0         # base rate, scaled by lr_scaling
   config.lr_scaling = "linear"       # linear: base * B / 256; sqrt: base * sqrt(B)
   config.weight_decay = 1e-4
@@ -35,7 +37,12 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.base_width = 64       # channels of the first stage; 64 is the standard ResNet
   config.model.cifar_stem = True
   config.model.head_layers = 2       # SimCLR v1: 2, v2: 3
+  config.model.head_hidden_dim = 0   # 0: the encoder width (SimCLR)
+  config.model.head_hidden_bn = True
+  config.model.head_last_bn = True   # every head layer is Dense + BN (SimCLR TF2 ProjectionHead)
+  config.model.head_last_bn_scale = True
   config.model.proj_dim = 128
+  config.model.predictor_layers = 0  # an online predictor MLP (BYOL, MoCo v3): 2
   config.model.bn_momentum = 0.9
   config.model.zero_init_residual = False
   config.model.conv_impl = "auto"   # Winograd / im2col GEMMs on CPUs (docs/performance.md), XLA convs elsewhere
@@ -50,6 +57,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.augment.image_size = 32
   config.augment.jitter_strength = 0.5
   config.augment.blur_p = 0.0
+  # One entry per view, each overriding fields of the base view above (SimCLRAugment's names,
+  # e.g. {"solarize_p": 0.2}); SimCLR's two views are the same distribution.
+  config.augment.views = ({}, {})
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = "cifar10"    # TFDS name

@@ -144,8 +144,9 @@ def test_simclr_model_passes_conv_impl_and_bf16_works():
   assert model.clone().conv_impl == impl
   x = _normal(4, (2, 8, 8, 3))
   variables = jax.jit(model.init)(jax.random.key(0, impl="rbg"), x)
-  h, z = jax.jit(model.apply)(variables, x)
-  h_ref, _ = jax.jit(model.clone(conv_impl="xla").apply)(variables, x)
+  out = jax.jit(model.apply)(variables, x)
+  h, z = out["features"], out["projection"]
+  h_ref = jax.jit(model.clone(conv_impl="xla").apply)(variables, x)["features"]
   assert h.dtype == z.dtype == jnp.float32
   np.testing.assert_allclose(np.asarray(h), np.asarray(h_ref), rtol=0.1, atol=0.1)  # bf16 rounding
 

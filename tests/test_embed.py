@@ -37,7 +37,7 @@ class Run:
   workdir: pathlib.Path
   config: Any
   state: train_lib.TrainState  # numpy leaves
-  features: Any  # jitted reference: uint8 images -> model.apply(..., train=False)[0]
+  features: Any  # jitted reference: uint8 images -> model.apply(..., train=False)["features"]
 
   @property
   def variables(self):
@@ -72,7 +72,7 @@ def run(tmp_path_factory) -> Run:
   ckpt = Checkpointer(str(workdir / "checkpoints"), async_save=False)
   ckpt.save(STEP, state, {"data": {"next_step": STEP}}, config=config.to_dict())
   ckpt.close()
-  apply = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 255.0, train=False)[0])
+  apply = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 255.0, train=False)["features"])
   return Run(workdir, config, state, lambda x: np.asarray(apply({"params": state.params,
                                                                   "batch_stats": state.batch_stats}, x)))
 

@@ -104,8 +104,8 @@ def sim18():
   model = SimCLRModel(depth=18, cifar_stem=True, num_probe_classes=5)
   x = _normal(1, (16, 16, 16, 3))
   variables = _random_variables(model, x.shape)
-  outputs, updates = _train_apply(model)(variables, x)
-  return model, variables, x, outputs, updates
+  out, updates = _train_apply(model)(variables, x)
+  return model, variables, x, (out["features"], out["projection"], out["probe_logits"]), updates
 
 
 def _rel_err(a, b) -> float:
@@ -120,7 +120,8 @@ def test_forward_train_and_eval(sim18):
   old, new = variables["batch_stats"]["encoder"]["bn1"], updates["batch_stats"]["encoder"]["bn1"]
   assert not np.allclose(old["mean"], new["mean"])
   assert not np.allclose(old["var"], new["var"])
-  h_eval, z_eval, _ = jax.jit(model.apply)(variables, x)
+  out_eval = jax.jit(model.apply)(variables, x)
+  h_eval, z_eval = out_eval["features"], out_eval["projection"]
   chex.assert_shape([h_eval, z_eval], [(16, 512), (16, 128)])
   assert h_eval.dtype == z_eval.dtype == jnp.float32
   assert not np.allclose(h_eval, h)  # running averages != batch statistics
@@ -132,7 +133,8 @@ def test_bfloat16_compute_keeps_float32_params_and_features(sim18):
   _, abstract = _abstract_init(model, x.shape)
   for leaf in jax.tree.leaves(abstract):
     assert leaf.dtype == jnp.float32
-  (h, z, logits), updates = _train_apply(model)(variables, x)
+  out, updates = _train_apply(model)(variables, x)
+  h, z, logits = out["features"], out["projection"], out["probe_logits"]
   assert h.dtype == z.dtype == logits.dtype == jnp.float32
   for leaf in jax.tree.leaves(updates):
     assert leaf.dtype == jnp.float32
@@ -269,8 +271,9 @@ def test_probe_gradient_does_not_reach_encoder(sim18):
   labels = jnp.arange(16) % 5
 
   def probe_loss(params):
-    (_, _, logits), _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                                    x, train=True, mutable=["batch_stats"])
+    out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                         x, train=True, mutable=["batch_stats"])
+    logits = out["probe_logits"]
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(16), labels])
 
   grads = jax.jit(jax.grad(probe_loss))(variables["params"])

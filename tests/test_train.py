@@ -1,12 +1,8 @@
 """The training system: the distributed step contract, resume, preemption, NaN, multi-process, CLI errors."""
 
-import os
 import pathlib
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import jax
@@ -20,6 +16,7 @@ from contrastive_jax import data as data_lib
 from contrastive_jax import parallel
 from contrastive_jax import train as train_lib
 from contrastive_jax.checkpoint import Checkpointer
+from cli_runner import free_port, launch_2x2, run_cli, wait_ok
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "experiments" / "cifar10_simclr.py")
@@ -27,18 +24,6 @@ CONFIG = str(ROOT / "experiments" / "cifar10_simclr.py")
 
 def _test_config(**overrides):
   return cli.load_config(f"{CONFIG}:test", **overrides)
-
-
-def _run_cli(module, args, env_extra=None, timeout=240, **popen):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
-  env.update({"JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"})
-  env.update(env_extra or {})
-  cmd = [sys.executable, "-m", module, *args]
-  if popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            **popen)
-  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- the step contract
@@ -86,8 +71,8 @@ def test_augmentation_keys_do_not_depend_on_device_count():
   images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
   key = jax.random.fold_in(jax.random.key(3), 5)
   keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(key, i)))(jnp.arange(8))
-  whole = train_lib._views({"image": images}, keys, aug)  # pylint: disable=protected-access
-  half = train_lib._views({"image": images[4:]}, keys[4:], aug)  # pylint: disable=protected-access
+  whole = train_lib._views({"image": images}, keys, (aug, aug))  # pylint: disable=protected-access
+  half = train_lib._views({"image": images[4:]}, keys[4:], (aug, aug))  # pylint: disable=protected-access
   np.testing.assert_allclose(np.asarray(whole[0][4:]), np.asarray(half[0]), atol=1e-6)
   assert not np.allclose(np.asarray(whole[0]), np.asarray(whole[1]))
 
@@ -118,14 +103,14 @@ def test_resume_gives_the_same_losses(image_folder, tmp_path):
   for s in (4, 5, 6):
     np.testing.assert_allclose(got[s], want[s], rtol=1e-5)
   assert summary["last_step"] == 6
-  assert Checkpointer(str(ckpt_dir)).latest_step() == 6
+  assert Checkpointer(str(ckpt_dir), read_only=True).latest_step() == 6
 
 
 def test_checkpoints_keep_last_k(image_folder, tmp_path):
   config = _test_config(**{"num_steps": 5, "checkpoint_every_steps": 1, "keep_checkpoints": 2,
                            "data.image_folder": str(image_folder)})
   train_lib.train_and_evaluate(config, str(tmp_path))
-  assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [4, 5]
+  assert Checkpointer(str(tmp_path / "checkpoints"), read_only=True).all_steps() == [4, 5]
   assert (tmp_path / "config.json").exists()
   assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
   rows = train_lib.read_metrics(tmp_path)
@@ -136,7 +121,7 @@ def test_checkpoints_keep_last_k(image_folder, tmp_path):
 def test_nan_loss_stops_without_overwriting_the_last_good_checkpoint(image_folder, tmp_path):
   config = _test_config(**{"num_steps": 2, "checkpoint_every_steps": 1, "data.image_folder": str(image_folder)})
   train_lib.train_and_evaluate(config, str(tmp_path))
-  good = Checkpointer(str(tmp_path / "checkpoints"))
+  good = Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
   assert good.latest_step() == 2
   before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
   bad = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 1, "learning_rate": float("nan"),
@@ -147,7 +132,7 @@ def test_nan_loss_stops_without_overwriting_the_last_good_checkpoint(image_folde
 
 
 def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
-  proc = _run_cli("contrastive_jax.train",
+  proc = run_cli("contrastive_jax.train",
                   [f"--config={CONFIG}:test", f"--workdir={tmp_path}", "--config.num_steps=100000",
                    "--config.checkpoint_every_steps=100000", f"--config.data.image_folder={image_folder}"],
                   start_new_session=False)
@@ -164,31 +149,11 @@ def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
   assert proc.returncode == 0, "".join(lines) + out
   assert elapsed < 30, elapsed
   assert "SIGTERM: saved step" in out
-  steps = Checkpointer(str(tmp_path / "checkpoints")).all_steps()
+  steps = Checkpointer(str(tmp_path / "checkpoints"), read_only=True).all_steps()
   assert steps and steps[-1] >= 2
 
 
 # ----------------------------------------------------------------------------- multi-process
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _launch_2x2(args, workdir, port):
-  return [_run_cli("contrastive_jax.train",
-                   args + [f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                           f"--process_id={i}"],
-                   env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, start_new_session=False)
-          for i in range(2)]
-
-
-def _wait_ok(procs):
-  for p in procs:
-    out = p.communicate(timeout=300)[0]
-    assert p.returncode == 0, out
 
 
 def test_two_processes_sigterm_to_one_saves_the_same_step_and_resumes_exactly(image_folder, tmp_path):
@@ -200,7 +165,7 @@ def test_two_processes_sigterm_to_one_saves_the_same_step_and_resumes_exactly(im
   steps = 10
   overrides = {"num_steps": steps, "checkpoint_every_steps": 1000, "data.image_folder": str(image_folder)}
   args = [f"--config={CONFIG}:test"] + [f"--config.{k}={v}" for k, v in overrides.items()]
-  procs = _launch_2x2(args, tmp_path / "stopped", _free_port())
+  procs = launch_2x2(args, tmp_path / "stopped", free_port())
   lines = []
   for line in procs[0].stdout:  # only process 0 logs steps; signal process 1 once training is under way
     lines.append(line)
@@ -217,13 +182,13 @@ def test_two_processes_sigterm_to_one_saves_the_same_step_and_resumes_exactly(im
   saved = [int(re.search(r"SIGTERM: saved step (\d+)", out).group(1)) for out in outs]
   assert saved[0] == saved[1] and 2 < saved[0] < steps, saved
   assert "signalled on another process" in outs[0] and "signalled here" in outs[1]
-  assert Checkpointer(str(tmp_path / "stopped" / "checkpoints")).all_steps() == [saved[0]]
+  assert Checkpointer(str(tmp_path / "stopped" / "checkpoints"), read_only=True).all_steps() == [saved[0]]
 
-  resume = _launch_2x2(args, tmp_path / "stopped", _free_port())
+  resume = launch_2x2(args, tmp_path / "stopped", free_port())
   # The 1-process reference runs here (8 devices) while the two processes work.
   train_lib.train_and_evaluate(_test_config(**overrides), str(tmp_path / "single"))
-  _wait_ok(resume)
-  _wait_ok(_launch_2x2(args, tmp_path / "straight", _free_port()))
+  wait_ok(resume)
+  wait_ok(launch_2x2(args, tmp_path / "straight", free_port()))
   whole = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "straight")}
   resumed = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "stopped")[saved[0]:]}
   assert sorted(whole) == list(range(1, steps + 1))
@@ -293,7 +258,7 @@ def test_unreadable_image_names_the_file(image_folder, tmp_path):
 
 
 def test_cli_unknown_config_key_is_named(tmp_path):
-  res = _run_cli("contrastive_jax.train", [f"--config={CONFIG}:test", f"--workdir={tmp_path}",
+  res = run_cli("contrastive_jax.train", [f"--config={CONFIG}:test", f"--workdir={tmp_path}",
                                            "--config.batch_sise=64"])
   assert res.returncode != 0
   assert "batch_sise" in res.stdout + res.stderr

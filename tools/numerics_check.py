@@ -110,7 +110,7 @@ def _probe_fn(model: Any, aug: Any, key: Any, dtype: Any) -> Callable[..., dict[
   def probes(va, vb, batch, step):
     step_key = jax.random.fold_in(key, step)  # the train step's per-image keys
     keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i)))(batch["index"])
-    views = jnp.concatenate(train_lib._views(batch, keys, aug, dtype))  # pylint: disable=protected-access
+    views = jnp.concatenate(train_lib._views(batch, keys, (aug, aug), dtype))  # pylint: disable=protected-access
     relus_a, relus_b, bns = [], [], []
     forward(va, views, relus_a, bns)
     forward(vb, views, relus_b, [])

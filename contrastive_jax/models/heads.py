@@ -1,4 +1,4 @@
-"""SimCLR projection head and the full pretraining model (encoder + head + probe).
+"""Projection / prediction heads and the full pretraining model (encoder + heads + probe).
 
 Head layout follows SimCLR (google-research/simclr TF2 `model.py`,
 `ProjectionHead` / `LinearLayer`): every layer is Dense + BN; hidden layers
@@ -45,7 +45,16 @@ class ProjectionHead(nn.Module):
       `output_dtype(dtype)` (float32, float64 for float64 compute).
     bn_fast_variance: BN variance as E[x^2] - E[x]^2 (see ResNet).
 
-  Parameter names: `dense{i}` / `bn{i}` for i in 0 .. num_layers - 1.
+    hidden_bn: BN after each hidden layer (SimCLR, BYOL, MoCo v3); False: Dense (with bias)
+      + ReLU, as MoCo v2's head.
+    last_bn: BN after the last layer (SimCLR, MoCo v3); False: the last Dense has a bias
+      (BYOL's projector and predictor, MoCo v2).
+    last_bn_scale: the last BN's learnt scale (SimCLR: yes; MoCo v3: affine=False, no).
+    last_bias: without a last BN, whether the last Dense has a bias (BYOL: yes; MoCo v3's
+      predictor: no).
+
+  Parameter names: `dense{i}` / `bn{i}` for i in 0 .. num_layers - 1. A Dense followed by BN
+  has no bias (BN's offset makes it redundant); the last BN never has an offset.
   """
   num_layers: int = 2
   hidden_dim: int | None = None
@@ -54,6 +63,10 @@ class ProjectionHead(nn.Module):
   bn_momentum: float = 0.9
   dtype: Dtype = jnp.float32
   bn_fast_variance: bool = False
+  hidden_bn: bool = True
+  last_bn: bool = True
+  last_bn_scale: bool = True
+  last_bias: bool = True
 
   def __post_init__(self):
     if not _is_int(self.num_layers) or self.num_layers < 1:
@@ -89,13 +102,16 @@ class ProjectionHead(nn.Module):
     hiddens = []
     for i in range(self.num_layers):
       last = i == self.num_layers - 1
-      x = nn.Dense(self.out_dim if last else hidden_dim, use_bias=False,
+      bn = self.last_bn if last else self.hidden_bn
+      x = nn.Dense(self.out_dim if last else hidden_dim, use_bias=not bn and (self.last_bias or not last),
                    kernel_init=dense_kernel_init, dtype=self.dtype,
                    param_dtype=jnp.float32, name=f"dense{i}")(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       epsilon=_BN_EPSILON, axis_name=self.axis_name, use_bias=not last,
-                       dtype=self.dtype, param_dtype=jnp.float32,
-                       use_fast_variance=self.bn_fast_variance, name=f"bn{i}")(x)
+      if bn:
+        x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                         epsilon=_BN_EPSILON, axis_name=self.axis_name, use_bias=not last,
+                         use_scale=self.last_bn_scale or not last,
+                         dtype=self.dtype, param_dtype=jnp.float32,
+                         use_fast_variance=self.bn_fast_variance, name=f"bn{i}")(x)
       if not last:
         x = nn.relu(x)
         hiddens.append(x.astype(out_dtype))
@@ -103,16 +119,26 @@ class ProjectionHead(nn.Module):
     return (z, hiddens) if return_hidden else z
 
 
-class SimCLRModel(nn.Module):
-  """ResNet encoder + projection head (+ optional online linear probe).
+class ContrastiveModel(nn.Module):
+  """ResNet encoder + projection head (+ optional predictor and online linear probe).
 
-  Submodules (and top-level keys of `params` / `batch_stats`): `encoder`
-  (ResNet), `head` (ProjectionHead with `head_layers` layers, hidden width =
-  encoder width) and, if num_probe_classes > 0, `probe` (nn.Dense with bias,
-  zero-initialised kernel; params only). The probe sees `stop_gradient(h)`,
-  so its loss trains only the probe (SimCLR TF2 lineareval_while_pretraining).
+  One model for every method (contrastive_jax/methods/): SimCLR and SupCon use encoder +
+  head; MoCo v3 and BYOL add a predictor on the online branch; their momentum targets are
+  a copy of encoder + head (`project`).
 
-  Other attributes are passed on to ResNet / ProjectionHead (see there).
+  Submodules (and top-level keys of `params` / `batch_stats`): `encoder` (ResNet), `head`
+  (ProjectionHead with `head_layers` layers), `predictor` (ProjectionHead, if
+  predictor_layers > 0) and `probe` (nn.Dense with bias, zero-initialised kernel; params
+  only, if num_probe_classes > 0). The probe sees `stop_gradient(h)`, so its loss trains
+  only the probe (SimCLR TF2 lineareval_while_pretraining).
+
+  Attributes not described on ResNet / ProjectionHead:
+    head_hidden_dim: the head's hidden width; None: the encoder width (SimCLR).
+    head_hidden_bn, head_last_bn, head_last_bn_scale: the head's BNs (ProjectionHead's
+      hidden_bn, last_bn, last_bn_scale).
+    predictor_layers: 0 (no predictor) or the predictor's Dense layers; its output has
+      proj_dim features, its hidden width predictor_hidden_dim, its BNs predictor_hidden_bn
+      predictor_last_bn and predictor_last_bias.
   """
   depth: int = 50
   width_multiplier: int = 1
@@ -127,16 +153,28 @@ class SimCLRModel(nn.Module):
   base_width: int = 64
   conv_impl: str = "xla"
   bn_fast_variance: bool = False
+  head_hidden_dim: int | None = None
+  head_hidden_bn: bool = True
+  head_last_bn: bool = True
+  head_last_bn_scale: bool = True
+  predictor_layers: int = 0
+  predictor_hidden_dim: int = 4096
+  predictor_hidden_bn: bool = True
+  predictor_last_bn: bool = False
+  predictor_last_bias: bool = True
 
   def __post_init__(self):
     # Fail at construction rather than at init (submodules are built lazily).
     _check_depth_width(self.depth, self.width_multiplier, self.base_width)
     check_conv_impl(self.conv_impl)
     if not _is_int(self.head_layers) or self.head_layers < 1:
-      raise ValueError(f"SimCLRModel head_layers must be an int >= 1 (v1: 2, v2: 3), got {self.head_layers!r}.")
+      raise ValueError(f"ContrastiveModel head_layers must be an int >= 1 (v1: 2, v2: 3), got {self.head_layers!r}.")
     if not _is_int(self.num_probe_classes) or self.num_probe_classes < 0:
       raise ValueError(
-          f"SimCLRModel num_probe_classes must be an int >= 0 (0: no probe), got {self.num_probe_classes!r}.")
+          f"ContrastiveModel num_probe_classes must be an int >= 0 (0: no probe), got {self.num_probe_classes!r}.")
+    if not _is_int(self.predictor_layers) or self.predictor_layers < 0:
+      raise ValueError(f"ContrastiveModel predictor_layers must be an int >= 0 (0: no predictor; BYOL, MoCo v3: "
+                       f"2), got {self.predictor_layers!r}.")
     super().__post_init__()
 
   def setup(self):
@@ -149,31 +187,45 @@ class SimCLRModel(nn.Module):
         zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width,
         conv_impl=self.conv_impl, bn_fast_variance=self.bn_fast_variance)
     self.head = ProjectionHead(
-        num_layers=self.head_layers, hidden_dim=None, out_dim=self.proj_dim,
+        num_layers=self.head_layers, hidden_dim=self.head_hidden_dim, out_dim=self.proj_dim,
         axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
-        bn_fast_variance=self.bn_fast_variance)
+        bn_fast_variance=self.bn_fast_variance, hidden_bn=self.head_hidden_bn, last_bn=self.head_last_bn,
+        last_bn_scale=self.head_last_bn_scale)
+    if self.predictor_layers > 0:
+      self.predictor = ProjectionHead(
+          num_layers=self.predictor_layers, hidden_dim=self.predictor_hidden_dim, out_dim=self.proj_dim,
+          axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
+          bn_fast_variance=self.bn_fast_variance, hidden_bn=self.predictor_hidden_bn,
+          last_bn=self.predictor_last_bn, last_bias=self.predictor_last_bias)
     if self.num_probe_classes > 0:
       self.probe = nn.Dense(self.num_probe_classes, kernel_init=nn.initializers.zeros,
                             dtype=output_dtype(self.dtype), param_dtype=jnp.float32)
 
-  def __call__(self, images: Array, train: bool = False) -> tuple[Array, ...]:
-    """Encodes, projects and (optionally) classifies images.
+  def __call__(self, images: Array, train: bool = False) -> dict[str, Array]:
+    """Encodes, projects, predicts and classifies images.
 
     Args:
       images: [B, H, W, 3] float.
       train: BN in train mode (batch statistics; `batch_stats` must be mutable).
 
     Returns:
-      `(h, z)` if num_probe_classes == 0, else `(h, z, probe_logits)`:
-      h [B, feature_dim], z [B, proj_dim] (not normalised), probe_logits
-      [B, num_probe_classes] computed from stop_gradient(h); all float32
-      (float64 for float64 compute, see `output_dtype`).
+      A dict, all float32 (float64 for float64 compute, see `output_dtype`):
+        features [B, feature_dim]: the encoder's h;
+        projection [B, proj_dim]: the head's z (not normalised);
+        prediction [B, proj_dim]: the predictor's output (only with a predictor);
+        probe_logits [B, num_probe_classes]: from stop_gradient(h) (only with a probe).
     """
-    h = self.encoder(images, train=train)
-    z = self.head(h, train=train)
+    out = self.project(images, train=train)
+    if self.predictor_layers > 0:
+      out["prediction"] = self.predictor(out["projection"], train=train)
     if self.num_probe_classes > 0:
-      return h, z, self.probe(jax.lax.stop_gradient(h))
-    return h, z
+      out["probe_logits"] = self.probe(jax.lax.stop_gradient(out["features"]))
+    return out
+
+  def project(self, images: Array, train: bool = False) -> dict[str, Array]:
+    """Encoder + head only (a momentum target's forward pass): {features, projection}."""
+    h = self.encoder(images, train=train)
+    return {"features": h, "projection": self.head(h, train=train)}
 
   def finetune_features(self, images: Array, train: bool = False, from_head_layer: bool = False) -> Array:
     """What a fine-tuned classifier reads: h, or the first head layer's output (SimCLR v2).
@@ -185,3 +237,6 @@ class SimCLRModel(nn.Module):
       return h
     _, hiddens = self.head(h, train=train, return_hidden=True)
     return hiddens[0]
+
+
+SimCLRModel = ContrastiveModel  # the name before the methods layer; the same class

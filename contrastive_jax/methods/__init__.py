@@ -1,0 +1,54 @@
+"""Self-supervised methods on one training core: SimCLR, SupCon, MoCo v2, MoCo v3, BYOL.
+
+Each method is a small module that builds a `Method` (common.py): its views, its loss
+and its updates of the state that takes no gradient. `create(config, ...)` picks one by
+`config.method`; the train step (contrastive_jax/train.py) is the same for all.
+
+Adding a method: write `methods/<name>.py` with a `make(...) -> Method`, add a branch to
+`create` that reads its config fields, and add it to `METHODS`; the 1-vs-8-device and
+resume tests (tests/test_methods.py) are parametrised over `METHODS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contrastive_jax.methods import byol, moco, simclr, supcon
+from contrastive_jax.methods.common import TARGET, Method, cosine_momentum, ema
+
+METHODS = ("simclr", "supcon", "moco_v2", "moco_v3", "byol")
+
+__all__ = ["METHODS", "TARGET", "Method", "byol", "cosine_momentum", "create", "ema", "moco", "simclr", "supcon"]
+
+
+def create(config: Any, *, total_steps: int, axis_name: str | None) -> Method:
+  """The `Method` that `config.method` names (default "simclr"), with its config fields.
+
+  Reads: temperature, loss_chunk_size, batch_size (the global batch), len(augment.views),
+  model.proj_dim, model.predictor_layers; target.base_momentum / target.final_momentum
+  (moco_v2, moco_v3, byol); moco.queue_size and moco.symmetric (moco_v2).
+  """
+  name = config.get("method", "simclr")
+  chunk = config.get("loss_chunk_size", 0) or None
+  views = len(config.augment.get("views", ({}, {})))
+  if name not in METHODS:
+    raise ValueError(f"unknown config.method {name!r}; the known methods are {list(METHODS)}.")
+  if name != "supcon" and views != 2:
+    raise ValueError(f"{name} uses 2 views; config.augment.views has {views}.")
+  if name == "simclr":
+    return simclr.make(temperature=config.temperature, chunk_size=chunk, axis_name=axis_name)
+  if name == "supcon":
+    return supcon.make(temperature=config.temperature, num_views=views, chunk_size=chunk, axis_name=axis_name)
+  target = dict(total_steps=total_steps, base_momentum=config.target.base_momentum,
+                final_momentum=config.target.final_momentum)
+  if name == "moco_v2":
+    return moco.make_v2(temperature=config.temperature, queue_size=config.moco.queue_size,
+                        global_batch=config.batch_size, proj_dim=config.model.proj_dim,
+                        symmetric=config.moco.symmetric, chunk_size=chunk, axis_name=axis_name, **target)
+  predictor_layers = config.model.get("predictor_layers", 0)
+  if predictor_layers < 1:
+    raise ValueError(f"{name} needs a predictor: set config.model.predictor_layers (2 in the paper).")
+  if name == "moco_v3":
+    return moco.make_v3(temperature=config.temperature, predictor_layers=predictor_layers, chunk_size=chunk,
+                        axis_name=axis_name, **target)
+  return byol.make(predictor_layers=predictor_layers, **target)

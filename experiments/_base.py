@@ -1,0 +1,51 @@
+"""The field layout every CIFAR-10 method config shares: cifar10_simclr.py's, preset included.
+
+`load(preset)` returns cifar10_simclr.get_config(preset): the method configs then set their
+recipe's values; the `cpu` and `test` presets keep SimCLR's encoder, batch and length.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+_spec = importlib.util.spec_from_file_location(
+    "cifar10_simclr", os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar10_simclr.py"))
+_simclr = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_simclr)
+
+PRESETS = ("", "cpu", "test")
+
+
+def load(preset: str, name: str) -> ml_collections.ConfigDict:
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset {preset!r} for {name}; use one of {list(PRESETS)}.")
+  return _simclr.get_config(preset)
+
+
+def solo_learn_schedule(config: ml_collections.ConfigDict, preset: str) -> None:
+  """solo-learn's CIFAR schedule (batch 256, 1000 epochs, 10 warmup epochs, lr x B / 256) for the full preset."""
+  config.lr_scaling = "linear"      # solo/args/pretrain.py: lr * batch_size * devices / 256
+  if preset == "":
+    config.batch_size = 256         # scripts/pretrain/cifar/*.yaml: optimizer.batch_size
+    config.num_epochs = 1000        # max_epochs
+    config.warmup_epochs = 10.0     # solo/methods/base.py: warmup_cosine, 10 warmup epochs
+
+
+def test_heads(config: ml_collections.ConfigDict, preset: str) -> None:
+  """The test preset's heads: narrow, so the tests compile fast."""
+  if preset == "test":
+    config.model.head_hidden_dim = 32
+    if config.model.predictor_layers:
+      config.model.predictor_hidden_dim = 32
+    config.model.proj_dim = 16
+
+
+def target(base: float, final: float) -> ml_collections.ConfigDict:
+  """The momentum target's EMA momentum, cosine from base to final (BYOL's schedule)."""
+  return ml_collections.ConfigDict({"base_momentum": base, "final_momentum": final})
+
+
+def weak_jitter(config: ml_collections.ConfigDict) -> None:
+  """torchvision ColorJitter as solo-learn configures it: multiplicative brightness, random order."""
+  config.augment.multiplicative_brightness = True
