@@ -45,9 +45,10 @@ def _assert_same(got: Any, want: Any) -> None:
 
 
 def _save_old_layout(directory: pathlib.Path, step: int, state: Any, meta: dict) -> None:
-  """A checkpoint as the code before separate items wrote it: the whole state as the item `state`."""
+  """A checkpoint as the code before separate items wrote it: the whole state (its 4 fields then) as the item `state`."""
+  old = {name: getattr(state, name) for name in FIELDS}
   manager = ocp.CheckpointManager(str(directory), options=ocp.CheckpointManagerOptions(create=True))
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(old), meta=ocp.args.JsonSave(meta)),
                force=True)
   manager.wait_until_finished()
   manager.close()

@@ -133,6 +133,7 @@ def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folde
   want = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "straight")}
   got = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "stopped")}
   assert sorted(got) == sorted(want) == [1, 2, 3, 4, 5]
+  assert all(np.isfinite(m["probe_loss"]) for m in train_lib.read_metrics(tmp_path / "straight"))  # the online probe
   for s in want:
     np.testing.assert_allclose(got[s], want[s], rtol=1e-6, err_msg=f"step {s}")
   (step_a, a), (step_b, b) = _final_state(tmp_path / "straight"), _final_state(tmp_path / "stopped")

@@ -210,7 +210,8 @@ def test_sync_bn_bn_only_matches_global_batch():
 def test_sync_bn_simclr_model_matches_global_batch(sim18):
   # ResNet-18 (CIFAR stem) + head + probe: 8 devices x 2 images vs one device x 16.
   model, variables, x, outputs, updates = sim18
-  outputs_sync, updates_sync = _sharded_train_apply(model.clone(axis_name="data"), variables, x)
+  out_sync, updates_sync = _sharded_train_apply(model.clone(axis_name="data"), variables, x)
+  outputs_sync = (out_sync["features"], out_sync["projection"], out_sync["probe_logits"])
   chex.assert_trees_all_close(outputs_sync, outputs, rtol=2e-4, atol=2e-4)
   chex.assert_trees_all_close(updates_sync, updates, rtol=2e-4, atol=2e-4)
 
@@ -258,12 +259,12 @@ def test_simclr_model_outputs(num_probe_classes):
   assert set(variables["params"]) == ({"encoder", "head", "probe"} if num_probe_classes else {"encoder", "head"})
   assert set(variables["batch_stats"]) == {"encoder", "head"}
   assert len(variables["params"]["head"]) == 6  # 3 x (dense, bn)
-  chex.assert_shape(out[:2], [(3, 512), (3, 128)])
+  chex.assert_shape([out["features"], out["projection"]], [(3, 512), (3, 128)])
   if num_probe_classes:
-    assert len(out) == 3
-    chex.assert_shape(out[2], (3, 10))
+    assert set(out) == {"features", "projection", "probe_logits"}
+    chex.assert_shape(out["probe_logits"], (3, 10))
   else:
-    assert len(out) == 2
+    assert set(out) == {"features", "projection"}
 
 
 def test_probe_gradient_does_not_reach_encoder(sim18):

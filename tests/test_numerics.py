@@ -134,7 +134,7 @@ def test_float64_step_is_float64_throughout_and_matches_float32():
     new_state, metrics = jax.eval_shape(step, state, batch, jax.random.key(0))
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), 8).reshape(4, 2))
     views_fn = train_lib._views  # pylint: disable=protected-access
-    views = jax.eval_shape(lambda b, k: views_fn(b, k, aug, jnp.float64), batch, keys)
+    views = jax.eval_shape(lambda b, k: views_fn(b, k, (aug, aug), jnp.float64), batch, keys)
   floats = [x.dtype for x in jax.tree.leaves((state, new_state, views)) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and set(floats) == {jnp.dtype(jnp.float64)}
   assert metrics["loss"].dtype == metrics["grad_norm"].dtype == metrics["probe_loss"].dtype == jnp.float64

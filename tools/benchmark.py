@@ -1,15 +1,16 @@
-"""Throughput and MFU of the full SimCLR train step on synthetic data.
+"""Throughput and MFU of the full train step of any method (config.method) on synthetic data.
 
 The step is exactly the one training runs (`train.make_train_step` under
-`train.distribute`): on-device augmentation of two views, encoder, projection
-head, NT-Xent with negatives gathered from every device, the online probe, the
-LARS update and the BN statistics. Input is random uint8 images, so no dataset
-is needed.
+`train.distribute`): on-device augmentation of the views, encoder, heads, the
+method's target and loss (SimCLR: NT-Xent with negatives gathered from every
+device), the online probe, the optimiser update, the BN statistics and the
+method's state. Input is random uint8 images, so no dataset is needed.
 
   python tools/benchmark.py --config experiments/cifar10_simclr.py --config.batch_size=64 --steps=5
   python tools/benchmark.py --config experiments/imagenet_simclr.py --config.batch_size=256 \\
       --config.data.host_crop=False --steps=10          # on a GPU
   python tools/benchmark.py --config ... --devices=8     # 8 host CPU devices (set before JAX starts)
+  python tools/benchmark.py --config experiments/cifar10_byol.py:cpu --steps=5   # another method
 
 Readable lines first; the LAST line is one JSON object:
   pairs_per_sec, views_per_sec     source images (pairs) and views per second (median step time)
@@ -152,6 +153,7 @@ def run(config: Any) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
+  from contrastive_jax import methods  # pylint: disable=g-import-not-at-top
   from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
   from contrastive_jax import train  # pylint: disable=g-import-not-at-top
   from contrastive_jax.models.conv import resolve_conv_impl  # pylint: disable=g-import-not-at-top
@@ -173,17 +175,19 @@ def run(config: Any) -> dict[str, Any]:
   model = model.clone(bn_fast_variance=_BN_FAST_VARIANCE.value)
   # Only the schedule depends on the dataset size; use a CIFAR-sized epoch.
   tx, schedule = train.create_optimizer(config, num_examples=max(config.data.num_train_examples, 50_000))
-  aug = train.augment_config(config)
+  augs = train.view_configs(config)
+  aug = augs[0]
+  method = methods.create(config, total_steps=train.total_steps(config, max(config.data.num_train_examples, 50_000)),
+                          axis_name=parallel.DATA_AXIS)
   image_shape = (aug.image_size, aug.image_size, 3)
-  state = jax.jit(functools.partial(train.init_state, model, tx, image_shape=image_shape),
+  state = jax.jit(functools.partial(train.init_state, model, tx, image_shape=image_shape, method=method),
                   out_shardings=parallel.replicated_sharding(mesh))(train.init_key(config.seed))
   batch = parallel.host_local_to_global(
       _synthetic_batch(config, config.batch_size, aug.image_size, num_classes), mesh)
   key = jax.random.key(config.seed)
   def make_step(model):
     return train.distribute(
-        train.make_train_step(model, tx, schedule, aug, temperature=config.temperature,
-                              chunk_size=config.loss_chunk_size or None), mesh, donate=_DONATE.value)
+        train.make_train_step(model, tx, schedule, augs, method=method), mesh, donate=_DONATE.value)
 
   t0 = time.perf_counter()
   compiled = make_step(model).lower(state, batch, key).compile()
@@ -221,7 +225,7 @@ def run(config: Any) -> dict[str, Any]:
   m = config.model
   return {
       "pairs_per_sec": config.batch_size / median,
-      "views_per_sec": 2 * config.batch_size / median,
+      "views_per_sec": method.num_views * config.batch_size / median,
       "flops_per_step": flops,
       "executed_flops_per_step": executed,
       "achieved_flops_per_sec": achieved,
@@ -248,6 +252,7 @@ def run(config: Any) -> dict[str, Any]:
       "image_size": aug.image_size,
       "host_crop": bool(config.data.host_crop),
       "loss_chunk_size": config.loss_chunk_size,
+      "method": method.name,
       "batch_size": config.batch_size,
       "batch_per_device": config.batch_size // len(devices),
       "devices": len(devices),
@@ -284,7 +289,7 @@ def main(argv: list[str]) -> None:
   r = run(config)
   print(f"{r['backend']} x{r['devices']} ({r['device_kind']}), jax {r['jax_version']}, "
         f"XLA_FLAGS='{r['xla_flags']}', GLIBC_TUNABLES='{r['glibc_tunables']}'")
-  print(f"ResNet-{r['depth']} (width x{r['width_multiplier']}, base {r['base_width']}, "
+  print(f"{r['method']}: ResNet-{r['depth']} (width x{r['width_multiplier']}, base {r['base_width']}, "
         f"{'CIFAR' if r['cifar_stem'] else 'ImageNet'} stem, conv {r['conv_impl_resolved']}) {r['dtype']}, "
         f"{r['image_size']} px, batch {r['batch_size']} ({r['batch_per_device']}/device), "
         f"donate={r['donate']}")

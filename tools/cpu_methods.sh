@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Issue 12's CPU comparison: pretrain each method with its `cpu` preset on ../shared/data/cifar10,
+# one at a time, evaluate on the full test split and merge the figures into
+# experiments/results/cifar10_cpu_methods.json (tools/record_methods.py). Rerunning resumes an
+# interrupted run and skips a method whose runs/<method>_cpu/eval.json exists.
+#   bash tools/cpu_methods.sh [method ...]      (default: all five; the first evaluation runs the baselines)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/cifar10}
+methods=("$@")
+[ ${#methods[@]} -eq 0 ] && methods=(simclr supcon moco_v2 moco_v3 byol)
+baselines=True
+mkdir -p runs
+for m in "${methods[@]}"; do
+  w=runs/${m}_cpu
+  cfg=experiments/cifar10_${m}.py:cpu
+  train="python -m contrastive_jax.train --config $cfg --workdir $w --config.data.image_folder=$DATA"
+  eval="python -m contrastive_jax.evaluate --config $cfg --workdir $w --config.data.image_folder=$DATA --config.eval.baselines=$baselines"
+  if [ ! -f "$w/eval.json" ]; then
+    $train >> "$w.train.log" 2>&1
+    $eval > "$w.eval.log" 2>&1
+  fi
+  python tools/record_methods.py --method "$m" --workdir "$w" --train_log "$w.train.log" --command "$train && $eval"
+  baselines=False
+done
