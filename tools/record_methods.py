@@ -24,6 +24,7 @@ def main() -> None:
   parser.add_argument("--command", required=True)
   parser.add_argument("--out", default="experiments/results/cifar10_cpu_methods.json")
   parser.add_argument("--hardware", default=f"{platform.machine()} CPU, {os.cpu_count()} cores")
+  parser.add_argument("--note", default="", help="conditions worth knowing (e.g. the machine was shared)")
   args = parser.parse_args()
   with open(os.path.join(args.workdir, "eval.json"), encoding="utf-8") as f:
     ev = json.load(f)
@@ -41,6 +42,8 @@ def main() -> None:
       "eval_minutes": round(ev["seconds"] / 60, 1) if "seconds" in ev else None,
       "steps": summaries[-1]["total_steps"], "command": args.command, "hardware": args.hardware,
   }
+  if args.note:
+    record["methods"][args.method]["note"] = args.note
   for key in ("random_knn_top1", "random_linear_top1", "pixels_knn_top1", "pixels_linear_top1"):
     if key in ev:
       record[key] = ev[key]
