@@ -49,3 +49,12 @@ def target(base: float, final: float) -> ml_collections.ConfigDict:
 def weak_jitter(config: ml_collections.ConfigDict) -> None:
   """torchvision ColorJitter as solo-learn configures it: multiplicative brightness, random order."""
   config.augment.multiplicative_brightness = True
+
+
+def asymmetric_views(config: ml_collections.ConfigDict) -> None:
+  """solo-learn's `augmentations/asymmetric.yaml` (BYOL, MoCo v3) at 32 px: jitter (0.4, 0.4, 0.2, 0.1)
+  on both views, no blur, and solarize 0 / 0.2."""
+  config.augment.jitter = (0.4, 0.4, 0.2, 0.1)
+  config.augment.blur_p = 0.0
+  config.augment.views = ({}, {"solarize_p": 0.2})
+  weak_jitter(config)

@@ -39,9 +39,6 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.head_last_bn = False    # byol.py: Linear - BN - ReLU - Linear
   config.model.predictor_layers = 2
   config.model.predictor_hidden_dim = 4096  # method_kwargs.pred_hidden_dim
-  config.augment.jitter = (0.4, 0.4, 0.2, 0.1)  # augmentations/asymmetric.yaml: both views
-  config.augment.blur_p = 0.0                   # no blur at 32 px
-  config.augment.views = ({}, {"solarize_p": 0.2})  # view 2 (T') solarizes
-  _base.weak_jitter(config)
+  _base.asymmetric_views(config)
   _base.test_heads(config, preset)
   return config

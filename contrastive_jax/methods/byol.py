@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from contrastive_jax import losses
-from contrastive_jax.methods.common import (TARGET, Method, check_momentum, cosine_momentum, target_from_online,
-                                            updated_target)
+from contrastive_jax.methods.common import Method, momentum_target
 
 
 def make(*, total_steps: int, base_momentum: float = 0.996, final_momentum: float = 1.0,
@@ -15,23 +14,13 @@ def make(*, total_steps: int, base_momentum: float = 0.996, final_momentum: floa
   batch). The target's momentum goes from base to final on the cosine schedule. The loss
   is row-wise, so 1 and 8 devices agree without any gather.
   """
-  check_momentum("base_momentum", base_momentum)
-  check_momentum("final_momentum", final_momentum)
-
-  def init_state(params, batch_stats, key):
-    del key
-    return {TARGET: target_from_online(params, batch_stats)}
+  init_state, update = momentum_target(base_momentum, final_momentum, total_steps)
 
   def loss(online, target, state, labels, step):
     del state, labels, step
     p, t = online["prediction"], target["projection"]
     n = len(p)
     return sum(losses.byol_loss(p[w], t[v]) for v in range(n) for w in range(n) if w != v), {}
-
-  def update(state, params, target_batch_stats, target, step):
-    del target
-    momentum = cosine_momentum(base_momentum, final_momentum, step, total_steps)
-    return {TARGET: updated_target(state, params, target_batch_stats, momentum)}
 
   return Method(name="byol", num_views=2, loss=loss, init_state=init_state, update=update, target=True,
                 per_view_bn=True, predictor_layers=predictor_layers)

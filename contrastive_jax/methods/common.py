@@ -109,6 +109,29 @@ def updated_target(state: MethodState, params: PyTree, target_batch_stats: PyTre
   return {"params": ema(state[TARGET]["params"], params, momentum), "batch_stats": target_batch_stats}
 
 
+def momentum_target(base_momentum: float, final_momentum: float, total_steps: int
+                    ) -> tuple[Callable[..., MethodState], Callable[..., MethodState]]:
+  """`(init_state, update)` of a momentum target on the cosine schedule (BYOL, MoCo v2 and v3).
+
+  init_state copies the online encoder + head into state[TARGET]; update applies the EMA
+  with momentum `cosine_momentum(base, final, step, total_steps)` and keeps any other
+  entries of the state, which a method with more state (MoCo v2's queue) then replaces.
+  """
+  check_momentum("base_momentum", base_momentum)
+  check_momentum("final_momentum", final_momentum)
+
+  def init_state(params, batch_stats, key):
+    del key
+    return {TARGET: target_from_online(params, batch_stats)}
+
+  def update(state, params, target_batch_stats, target, step):
+    del target
+    momentum = cosine_momentum(base_momentum, final_momentum, step, total_steps)
+    return {**state, TARGET: updated_target(state, params, target_batch_stats, momentum)}
+
+  return init_state, update
+
+
 def check_positive(name: str, value: Any, hint: str) -> None:
   if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
     raise ValueError(f"{name} must be a number > 0; got {value!r}. {hint}")

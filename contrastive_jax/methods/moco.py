@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from contrastive_jax import losses
-from contrastive_jax.methods.common import (TARGET, Method, check_momentum, check_positive, cosine_momentum,
-                                            gather_rows, target_from_online, updated_target)
+from contrastive_jax.methods.common import Method, check_positive, gather_rows, momentum_target
 
 QUEUE, QUEUE_PTR = "queue", "queue_ptr"
 
@@ -48,8 +47,7 @@ def make_v2(*, temperature: float, queue_size: int, global_batch: int, proj_dim:
   symmetric, 1 otherwise), queue_ptr int32: where the next keys go.
   """
   check_positive("temperature", temperature, "MoCo v2: 0.2.")
-  check_momentum("base_momentum", base_momentum)
-  check_momentum("final_momentum", final_momentum)
+  target_init, target_update = momentum_target(base_momentum, final_momentum, total_steps)
   if not isinstance(queue_size, int) or queue_size <= 0 or queue_size % global_batch:
     raise ValueError(
         f"moco queue_size must be a positive multiple of the global batch size {global_batch} (each step enqueues "
@@ -60,7 +58,7 @@ def make_v2(*, temperature: float, queue_size: int, global_batch: int, proj_dim:
   def init_state(params, batch_stats, key):
     queue = jax.random.normal(key, (num_queues, queue_size, proj_dim), jnp.float32)
     queue = queue / jnp.linalg.norm(queue, axis=-1, keepdims=True)
-    return {TARGET: target_from_online(params, batch_stats), QUEUE: queue, QUEUE_PTR: jnp.zeros((), jnp.int32)}
+    return {**target_init(params, batch_stats, key), QUEUE: queue, QUEUE_PTR: jnp.zeros((), jnp.int32)}
 
   def loss(online, target, state, labels, step):
     del labels, step
@@ -79,8 +77,7 @@ def make_v2(*, temperature: float, queue_size: int, global_batch: int, proj_dim:
     ptr = state[QUEUE_PTR]
     zero = jnp.zeros((), ptr.dtype)
     queue = jax.lax.dynamic_update_slice(state[QUEUE], keys.astype(jnp.float32), (zero, ptr, zero))
-    momentum = cosine_momentum(base_momentum, final_momentum, step, total_steps)
-    return {TARGET: updated_target(state, params, target_batch_stats, momentum), QUEUE: queue,
+    return {**target_update(state, params, target_batch_stats, target, step), QUEUE: queue,
             QUEUE_PTR: (ptr + global_batch) % queue_size}
 
   return Method(name="moco_v2", num_views=2, loss=loss, init_state=init_state, update=update, target=True,
@@ -96,12 +93,7 @@ def make_v3(*, temperature: float, total_steps: int, base_momentum: float, final
   The momentum follows the cosine schedule from base to final.
   """
   check_positive("temperature", temperature, "MoCo v3: 0.2 (solo-learn CIFAR), 1.0 (ResNet-50 ImageNet).")
-  check_momentum("base_momentum", base_momentum)
-  check_momentum("final_momentum", final_momentum)
-
-  def init_state(params, batch_stats, key):
-    del key
-    return {TARGET: target_from_online(params, batch_stats)}
+  init_state, update = momentum_target(base_momentum, final_momentum, total_steps)
 
   def loss(online, target, state, labels, step):
     del state, labels, step
@@ -109,11 +101,6 @@ def make_v3(*, temperature: float, total_steps: int, base_momentum: float, final
     ctr = lambda a, b: losses.info_nce(a, b, temperature=temperature, axis_name=axis_name,
                                        chunk_size=chunk_size) * (2.0 * temperature)
     return ctr(q[0], k[1]) + ctr(q[1], k[0]), {}
-
-  def update(state, params, target_batch_stats, target, step):
-    del target
-    momentum = cosine_momentum(base_momentum, final_momentum, step, total_steps)
-    return {TARGET: updated_target(state, params, target_batch_stats, momentum)}
 
   return Method(name="moco_v3", num_views=2, loss=loss, init_state=init_state, update=update, target=True,
                 per_view_bn=True, predictor_layers=predictor_layers)
