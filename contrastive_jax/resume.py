@@ -44,6 +44,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "model.head_last_bn": True,
     "model.head_last_bn_scale": True,
     "model.predictor_layers": 0,
+    "model.head_init": "simclr",
 }
 
 

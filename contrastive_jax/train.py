@@ -76,7 +76,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int,
       head_hidden_dim=m.get("head_hidden_dim") or None, head_hidden_bn=bool(m.get("head_hidden_bn", True)),
       head_last_bn=bool(m.get("head_last_bn", True)), head_last_bn_scale=bool(m.get("head_last_bn_scale", True)),
       predictor_layers=int(m.get("predictor_layers", 0)), predictor_hidden_dim=int(m.get("predictor_hidden_dim", 4096)),
-      predictor_last_bias=bool(m.get("predictor_last_bias", True)))
+      predictor_last_bias=bool(m.get("predictor_last_bias", True)), head_init=m.get("head_init", "simclr"))
 
 
 _AUGMENT_FIELDS = {f.name for f in dataclasses.fields(augment_lib.SimCLRAugment)}

@@ -38,6 +38,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.momentum = 0.9
   _base.solo_learn_schedule(config, preset)
   config.model.head_hidden_dim = 4096  # method_kwargs.proj_hidden_dim
+  config.model.head_init = "torch"      # solo-learn builds its heads from nn.Linear (default init)
   config.model.proj_dim = 256          # method_kwargs.proj_output_dim
   config.model.head_last_bn_scale = False  # mocov3.py: BatchNorm1d(affine=False) on the output
   config.model.predictor_layers = 2

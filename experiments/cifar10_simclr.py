@@ -41,6 +41,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.head_hidden_bn = True
   config.model.head_last_bn = True   # every head layer is Dense + BN (SimCLR TF2 ProjectionHead)
   config.model.head_last_bn_scale = True
+  config.model.head_init = "simclr"  # Dense N(0, 0.01^2) (SimCLR TF2); "torch": nn.Linear's default (solo-learn)
   config.model.proj_dim = 128
   config.model.predictor_layers = 0  # an online predictor MLP (BYOL, MoCo v3): 2
   config.model.bn_momentum = 0.9

@@ -32,6 +32,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.momentum = 0.9               # solo/args/pretrain.py: SGD momentum
   _base.solo_learn_schedule(config, preset)
   config.model.head_hidden_dim = 2048  # method_kwargs.proj_hidden_dim
+  config.model.head_init = "torch"      # solo-learn builds its heads from nn.Linear (default init)
   config.model.proj_dim = 256          # method_kwargs.proj_output_dim
   config.model.head_hidden_bn = False  # solo/methods/supcon.py: Linear - ReLU - Linear
   config.model.head_last_bn = False

@@ -35,6 +35,9 @@ def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
   config.weight_decay = 1.5e-6
   config.target = ml_collections.ConfigDict({"base_momentum": 0.996, "final_momentum": 1.0})
   config.model.head_hidden_dim = 4096
+  # BYOL\'s Haiku heads: truncated-normal kernels of std 1/sqrt(fan_in), zero biases; of the two
+  # inits offered, "torch" (U(+-1/sqrt(fan_in))) is the nearer.
+  config.model.head_init = "torch"
   config.model.proj_dim = 256
   config.model.head_last_bn = False
   config.model.predictor_layers = 2

@@ -38,6 +38,7 @@ def get_config(preset: str = "200ep") -> ml_collections.ConfigDict:
   config.moco = ml_collections.ConfigDict({"queue_size": 65536, "symmetric": False})
   config.target = ml_collections.ConfigDict({"base_momentum": 0.999, "final_momentum": 0.999})
   config.model.head_hidden_dim = 2048
+  config.model.head_init = "torch"  # the official code is PyTorch: nn.Linear default init
   config.model.proj_dim = 128
   config.model.head_hidden_bn = False
   config.model.head_last_bn = False

@@ -37,6 +37,7 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.target = ml_collections.ConfigDict({"base_momentum": 0.99, "final_momentum": 1.0})
   config.model.zero_init_residual = True
   config.model.head_hidden_dim = 4096
+  config.model.head_init = "torch"  # the official code is PyTorch: nn.Linear default init
   config.model.proj_dim = 256
   config.model.head_last_bn_scale = False
   config.model.predictor_layers = 2

@@ -340,3 +340,26 @@ def test_bad_inputs_and_head_configs():
     SimCLRModel(depth=18, head_layers=0)
   with pytest.raises(ValueError, match="bn_momentum"):  # checked by the encoder at init
     _abstract_init(SimCLRModel(depth=18, bn_momentum=1.5))
+
+
+def test_torch_dense_init_draws_kernels_and_biases_from_pytorch_linear_default_range():
+  fan_in, hidden = 256, 512
+  head = ProjectionHead(num_layers=2, hidden_dim=hidden, out_dim=128, hidden_bn=False, last_bn=False,
+                        dense_init="torch")
+  params = head.init(jax.random.PRNGKey(0), jnp.ones((2, fan_in)))["params"]
+  bound0, bound1 = 1 / np.sqrt(fan_in), 1 / np.sqrt(hidden)
+  for name, bound in (("dense0", bound0), ("dense1", bound1)):
+    for leaf in ("kernel", "bias"):
+      x = np.asarray(params[name][leaf])
+      assert np.abs(x).max() <= bound
+      # U(-b, b) has std b / sqrt(3).
+      np.testing.assert_allclose(x.std(), bound / np.sqrt(3), rtol=0.05)
+  simclr = ProjectionHead(num_layers=2, hidden_dim=hidden, hidden_bn=False, last_bn=False)
+  p = simclr.init(jax.random.PRNGKey(0), jnp.ones((2, fan_in)))["params"]
+  np.testing.assert_allclose(np.asarray(p["dense0"]["kernel"]).std(), 0.01, rtol=0.05)
+  assert not np.asarray(p["dense0"]["bias"]).any()
+
+
+def test_an_unknown_dense_init_is_an_error_naming_the_known_ones():
+  with pytest.raises(ValueError, match="simclr.*torch"):
+    ProjectionHead(dense_init="xavier")

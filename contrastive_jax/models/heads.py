@@ -25,6 +25,24 @@ Dtype = Any
 _BN_EPSILON = 1e-5
 # SimCLR TF2 LinearLayer initialises dense kernels with N(0, 0.01^2).
 dense_kernel_init = nn.initializers.normal(stddev=0.01)
+# PyTorch's nn.Linear default (solo-learn's heads): kernel and bias U(+-1/sqrt(fan_in)).
+torch_kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+HEAD_INITS = ("simclr", "torch")
+
+
+def torch_bias_init(fan_in: int):
+  """PyTorch nn.Linear's bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / fan_in ** 0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def check_head_init(init: str) -> None:
+  if init not in HEAD_INITS:
+    raise ValueError(f"head init must be one of {HEAD_INITS} ('simclr': N(0, 0.01^2) kernels and zero biases, "
+                     f"SimCLR TF2; 'torch': PyTorch nn.Linear's default, solo-learn), got {init!r}.")
 
 
 def _is_int(value: Any) -> bool:
@@ -52,6 +70,10 @@ class ProjectionHead(nn.Module):
     last_bn_scale: the last BN's learnt scale (SimCLR: yes; MoCo v3: affine=False, no).
     last_bias: without a last BN, whether the last Dense has a bias (BYOL: yes; MoCo v3's
       predictor: no).
+    dense_init: the Dense layers' init. "simclr": N(0, 0.01^2) kernels, zero biases (SimCLR TF2);
+      "torch": PyTorch nn.Linear's default, kernel and bias U(+-1/sqrt(fan_in)), as the
+      solo-learn recipes train with. Heads without BN need "torch": from N(0, 0.01^2), SupCon's
+      BN-free head gives every image nearly the same z and the loss sits at log(2B - 1).
 
   Parameter names: `dense{i}` / `bn{i}` for i in 0 .. num_layers - 1. A Dense followed by BN
   has no bias (BN's offset makes it redundant); the last BN never has an offset.
@@ -67,8 +89,10 @@ class ProjectionHead(nn.Module):
   last_bn: bool = True
   last_bn_scale: bool = True
   last_bias: bool = True
+  dense_init: str = "simclr"
 
   def __post_init__(self):
+    check_head_init(self.dense_init)
     if not _is_int(self.num_layers) or self.num_layers < 1:
       raise ValueError(
           f"ProjectionHead num_layers must be an int >= 1 (SimCLR v1: 2, v2: 3), got {self.num_layers!r}.")
@@ -103,9 +127,11 @@ class ProjectionHead(nn.Module):
     for i in range(self.num_layers):
       last = i == self.num_layers - 1
       bn = self.last_bn if last else self.hidden_bn
+      torch = self.dense_init == "torch"
       x = nn.Dense(self.out_dim if last else hidden_dim, use_bias=not bn and (self.last_bias or not last),
-                   kernel_init=dense_kernel_init, dtype=self.dtype,
-                   param_dtype=jnp.float32, name=f"dense{i}")(x)
+                   kernel_init=torch_kernel_init if torch else dense_kernel_init,
+                   bias_init=torch_bias_init(x.shape[-1]) if torch else nn.initializers.zeros,
+                   dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{i}")(x)
       if bn:
         x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                          epsilon=_BN_EPSILON, axis_name=self.axis_name, use_bias=not last,
@@ -136,6 +162,7 @@ class ContrastiveModel(nn.Module):
     head_hidden_dim: the head's hidden width; None: the encoder width (SimCLR).
     head_hidden_bn, head_last_bn, head_last_bn_scale: the head's BNs (ProjectionHead's
       hidden_bn, last_bn, last_bn_scale).
+    head_init: the head's and the predictor's Dense init (ProjectionHead's dense_init).
     predictor_layers: 0 (no predictor) or the predictor's Dense layers; its output has
       proj_dim features, its hidden width predictor_hidden_dim, its BNs predictor_hidden_bn
       predictor_last_bn and predictor_last_bias.
@@ -162,6 +189,7 @@ class ContrastiveModel(nn.Module):
   predictor_hidden_bn: bool = True
   predictor_last_bn: bool = False
   predictor_last_bias: bool = True
+  head_init: str = "simclr"
 
   def __post_init__(self):
     # Fail at construction rather than at init (submodules are built lazily).
@@ -190,13 +218,13 @@ class ContrastiveModel(nn.Module):
         num_layers=self.head_layers, hidden_dim=self.head_hidden_dim, out_dim=self.proj_dim,
         axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
         bn_fast_variance=self.bn_fast_variance, hidden_bn=self.head_hidden_bn, last_bn=self.head_last_bn,
-        last_bn_scale=self.head_last_bn_scale)
+        last_bn_scale=self.head_last_bn_scale, dense_init=self.head_init)
     if self.predictor_layers > 0:
       self.predictor = ProjectionHead(
           num_layers=self.predictor_layers, hidden_dim=self.predictor_hidden_dim, out_dim=self.proj_dim,
           axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
           bn_fast_variance=self.bn_fast_variance, hidden_bn=self.predictor_hidden_bn,
-          last_bn=self.predictor_last_bn, last_bias=self.predictor_last_bias)
+          last_bn=self.predictor_last_bn, last_bias=self.predictor_last_bias, dense_init=self.head_init)
     if self.num_probe_classes > 0:
       self.probe = nn.Dense(self.num_probe_classes, kernel_init=nn.initializers.zeros,
                             dtype=output_dtype(self.dtype), param_dtype=jnp.float32)
