@@ -3,13 +3,15 @@
 # one at a time, evaluate on the full test split and merge the figures into
 # experiments/results/cifar10_cpu_methods.json (tools/record_methods.py). Rerunning resumes an
 # interrupted run and skips a method whose runs/<method>_cpu/eval.json exists.
-#   bash tools/cpu_methods.sh [method ...]      (default: all five; the first evaluation runs the baselines)
+#   bash tools/cpu_methods.sh [method ...]      (default: all five; the first evaluation runs the baselines unless they are recorded)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10}
 methods=("$@")
 [ ${#methods[@]} -eq 0 ] && methods=(simclr supcon moco_v2 moco_v3 byol)
+# The random-init and raw-pixel baselines run once: with the first evaluation, unless recorded.
 baselines=True
+grep -q '"random_knn_top1"' experiments/results/cifar10_cpu_methods.json 2>/dev/null && baselines=False
 mkdir -p runs
 for m in "${methods[@]}"; do
   w=runs/${m}_cpu

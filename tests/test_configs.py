@@ -1,0 +1,34 @@
+"""Every config in experiments/ builds its model, method, views and optimiser (no training)."""
+
+import glob
+import os
+
+import pytest
+
+from contrastive_jax import methods, train
+from contrastive_jax.cli import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CIFAR = sorted(glob.glob(os.path.join(ROOT, "experiments", "cifar10_*.py")))
+IMAGENET = sorted(glob.glob(os.path.join(ROOT, "experiments", "imagenet_*.py")))
+SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test")]
+         + [p for p in IMAGENET] + [f"{p}:{preset}" for p in IMAGENET for preset in ("unknown",)])
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if not s.endswith(":unknown")],
+                         ids=lambda s: os.path.basename(s))
+def test_every_experiment_config_builds_its_model_method_views_and_optimizer(spec):
+  config = load_config(spec.rstrip(":"))
+  model = train.create_model(config, 10, axis_name=None)
+  method = methods.create(config, total_steps=100, axis_name=None)
+  views = train.view_configs(config)
+  assert len(views) == method.num_views
+  assert bool(method.predictor_layers) <= bool(model.predictor_layers)
+  tx, schedule = train.create_optimizer(config, 50_000)
+  assert tx is not None and float(schedule(0)) >= 0.0
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.endswith(":unknown")], ids=lambda s: os.path.basename(s))
+def test_an_unknown_preset_is_an_error(spec):
+  with pytest.raises(ValueError, match="preset"):
+    load_config(spec)
