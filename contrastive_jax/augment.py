@@ -1288,7 +1288,8 @@ def tf_decode_and_random_crop(
   (min_object_covered=0.1, as SimCLR), decodes only that window, and resizes
   it (bicubic) to size x size. When no attempt succeeds (the op then returns
   the whole image) we fall back to a centre crop with aspect clamped into
-  range, as the on-device `sample_crop_boxes`.
+  range, as the on-device `sample_crop_boxes`. With min_object_covered=0.1 a box must hold
+  10% of the image, so an area_range entirely below 0.1 always falls back to that centre crop.
 
   Args:
     image_bytes: scalar tf.string JPEG (or PNG / another tf.io.decode_image format:
@@ -1314,22 +1315,36 @@ def tf_decode_and_random_crop(
   return _tf_resize_uint8(crop(window), size)
 
 
+def tf_random_crops(image_bytes: Any, seed: Any, size: int, views: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
+  """One host-side random resized crop per view of one encoded image.
+
+  Args:
+    image_bytes: scalar tf.string JPEG.
+    seed: int [2] stateless seed; view v's crop uses seed v of `stateless_split(seed, len(views))`.
+    size: output side.
+    views: one dict of `tf_decode_and_random_crop` keyword arguments per view (e.g. area_range).
+
+  Returns:
+    len(views) uint8 [size, size, 3] crops.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(views))
+  return tuple(tf_decode_and_random_crop(image_bytes, seeds[v], size=size, **kwargs) for v, kwargs in enumerate(views))
+
+
 def tf_two_crops(image_bytes: Any, seed: Any, size: int, **kwargs: Any) -> tuple[Any, Any]:
-  """Two independent host-side random resized crops of one encoded image.
+  """Two independent host-side random resized crops of one encoded image (`tf_random_crops`).
 
   Args:
     image_bytes: scalar tf.string JPEG.
     seed: int [2] stateless seed; the two crops use seeds split from it.
     size: output side.
-    **kwargs: passed to `tf_decode_and_random_crop`.
+    **kwargs: passed to `tf_decode_and_random_crop`, for both crops.
 
   Returns:
     (view1, view2), each uint8 [size, size, 3].
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
-  return (tf_decode_and_random_crop(image_bytes, seeds[0], size=size, **kwargs),
-          tf_decode_and_random_crop(image_bytes, seeds[1], size=size, **kwargs))
+  return tf_random_crops(image_bytes, seed, size, (kwargs, kwargs))  # type: ignore[return-value]
 
 
 def tf_decode_and_center_crop(image_bytes: Any, size: int, crop_fraction: float = 0.875) -> Any:
@@ -1361,5 +1376,5 @@ __all__ = [
     "random_flip_left_right", "random_gaussian_blur", "random_grayscale",
     "random_resized_crop", "random_solarize", "sample_crop_boxes",
     "simclr_augment", "simclr_augment_one", "solarize", "tf_decode_and_center_crop",
-    "tf_decode_and_random_crop", "tf_two_crops", "to_grayscale",
+    "tf_decode_and_random_crop", "tf_random_crops", "tf_two_crops", "to_grayscale",
 ]

@@ -337,7 +337,9 @@ class TrainIterator:
 
   Each batch is a dict of numpy arrays with leading dimension = this process's
   share of the global batch:
-    image: uint8 [b, H, W, 3] (ArrayDataset) or [b, 2, S, S, 3] (two host crops);
+    image: uint8 [b, H, W, 3] (ArrayDataset) or [b, V, S, S, 3] (one host crop per entry of
+      `crop_views`, each a dict of `augment.tf_decode_and_random_crop` arguments such as
+      area_range; SimCLR: two empty dicts);
     label: int32 [b];
     index: int32 [b], the row of each image in the *global* batch, from which the
       train step derives per-image augmentation keys that do not depend on the
@@ -349,12 +351,14 @@ class TrainIterator:
   """
 
   def __init__(self, dataset: Dataset, *, global_batch_size: int, seed: int, start_step: int = 0,
-               rows: ProcessSlice | None = None, prefetch: int = 2, crop_size: int = 224, threads: int = 0):
+               rows: ProcessSlice | None = None, prefetch: int = 2, crop_size: int = 224, threads: int = 0,
+               crop_views: Sequence[dict[str, Any]] = ({}, {})):
     self.dataset = dataset
     self.global_batch_size = global_batch_size
     self.seed = seed
     self.rows = rows or ProcessSlice(0, global_batch_size)
     self.crop_size = crop_size
+    self.crop_views = tuple(dict(v) for v in crop_views)
     self.threads = threads
     steps_per_epoch(len(dataset), global_batch_size)  # fail early on a dataset smaller than a batch
     self._next_step = start_step
@@ -428,7 +432,7 @@ class TrainIterator:
 
     def load(image: Any, label: Any, row: Any, seed: Any) -> dict[str, Any]:
       encoded = tf.io.read_file(image) if ds.files else image
-      crops = tf.stack(augment.tf_two_crops(encoded, seed, size=self.crop_size))
+      crops = tf.stack(augment.tf_random_crops(encoded, seed, self.crop_size, self.crop_views))
       return {"image": crops, "label": label, "index": row}
 
     options = tf.data.Options()

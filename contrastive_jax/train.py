@@ -110,6 +110,12 @@ def view_configs(config: ml_collections.ConfigDict) -> tuple[augment_lib.SimCLRA
                for i, v in enumerate(views))
 
 
+def host_crop_views(augs: Sequence[augment_lib.SimCLRAugment]) -> tuple[dict[str, Any], ...]:
+  """Each view's host-crop arguments (variable-size datasets): its crop area and aspect ranges."""
+  return tuple({"area_range": tuple(a.crop_area_range), "aspect_ratio_range": tuple(a.aspect_ratio_range)}
+               for a in augs)
+
+
 def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
   if config.num_steps > 0:
     return int(config.num_steps)
@@ -416,7 +422,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     step_fn = distribute(make_train_step(model, tx, schedule, augs, method=method), mesh)
     batches = data_lib.TrainIterator(dataset, global_batch_size=config.batch_size, seed=config.seed,
                                      start_step=start_step, rows=data_lib.process_slice(config.batch_size, mesh),
-                                     prefetch=config.data.prefetch, crop_size=aug.image_size)
+                                     prefetch=config.data.prefetch, crop_size=aug.image_size,
+                                     crop_views=host_crop_views(augs))
     writer = writers.create_writer(workdir)
     # steps/s, % done and the ETA, logged and written beside the metrics every log step.
     report = periodic_actions.ReportProgress(num_train_steps=steps, writer=writer,

@@ -225,3 +225,23 @@ def test_global_batch_indices_slice_each_epochs_permutation():
     np.testing.assert_array_equal(got, want)
     got[:] = -1  # must not reach the cache
     np.testing.assert_array_equal(data_lib.global_batch_indices(step, n, b, seed), want)
+
+
+def test_host_crops_take_each_views_area_range():
+  """Variable-size datasets crop on the host with each view's own crop_area_range and aspect range."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import augment, train  # pylint: disable=g-import-not-at-top
+  from contrastive_jax.cli import load_config  # pylint: disable=g-import-not-at-top
+  ramp = np.broadcast_to(np.linspace(0, 255, 96).astype(np.uint8)[None, :, None], (96, 96, 3))
+  png = tf.io.encode_png(ramp)
+  views = ({"area_range": (1.0, 1.0), "aspect_ratio_range": (1.0, 1.0)},
+           {"area_range": (0.1, 0.11), "aspect_ratio_range": (1.0, 1.0)})  # >= SimCLR's min_object_covered
+  for s in range(5):
+    whole, small = augment.tf_random_crops(png, np.asarray([0, s], np.int64), 32, views)
+    span = lambda x: int(np.ptp(np.asarray(x)[..., 0].astype(int)))
+    assert span(whole) > 240 and span(small) < 100, (span(whole), span(small))
+  config = load_config("experiments/cifar10_simclr.py:test")
+  config.augment.views = ({}, {"crop_area_range": (0.5, 1.0)})
+  got = train.host_crop_views(train.view_configs(config))
+  assert got == ({"area_range": (0.08, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)},
+                 {"area_range": (0.5, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)})
