@@ -15,11 +15,11 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
+from loss_harness import AX, N_DEV, mesh, needs_devices, rand, rel_err
+
 from contrastive_jax import losses
 from contrastive_jax.losses import info_nce, nt_xent, nt_xent_with_metrics
 
-N_DEV = 8
-AX = "data"
 
 
 # ----------------------------------------------------------------------------
@@ -95,18 +95,7 @@ def np_metrics(z1, z2, t):
               logits_entropy=entropy)
 
 
-def _rand(seed, *shape, dtype=np.float32):
-  return np.random.RandomState(seed).randn(*shape).astype(dtype)
 
-
-def _rel_err(x, ref):
-  """Max abs error relative to the largest reference entry."""
-  x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-  return np.max(np.abs(x - ref)) / max(np.max(np.abs(ref)), 1e-12)
-
-
-def _mesh():
-  return jax.sharding.Mesh(np.array(jax.devices()[:N_DEV]), (AX,))
 
 
 # ----------------------------------------------------------------------------
@@ -123,7 +112,7 @@ class LossVsNumpyTest(chex.TestCase):
       dict(b=1, d=4, t=0.1, chunk=1),  # One negative-free anchor pair.
   )
   def test_nt_xent(self, b, d, t, chunk):
-    z1, z2 = _rand(0, b, d), _rand(1, b, d)
+    z1, z2 = rand(0, b, d), rand(1, b, d)
     fn = self.variant(
         jax.value_and_grad(
             functools.partial(nt_xent, temperature=t, chunk_size=chunk), argnums=(0, 1)))
@@ -136,7 +125,7 @@ class LossVsNumpyTest(chex.TestCase):
     if b == 1:  # No negatives: loss and gradient are exactly 0 (up to rounding).
       np.testing.assert_allclose(np.concatenate([g1, g2]), 0.0, atol=1e-5)
     else:
-      assert _rel_err(g1, r1) < 1e-5 and _rel_err(g2, r2) < 1e-5
+      assert rel_err(g1, r1) < 1e-5 and rel_err(g2, r2) < 1e-5
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(
@@ -144,7 +133,7 @@ class LossVsNumpyTest(chex.TestCase):
       dict(b=7, d=4, t=0.07, chunk=3),
   )
   def test_info_nce(self, b, d, t, chunk):
-    q, k = _rand(2, b, d), _rand(3, b, d)
+    q, k = rand(2, b, d), rand(3, b, d)
     fn = self.variant(
         jax.value_and_grad(
             functools.partial(info_nce, temperature=t, chunk_size=chunk), argnums=(0, 1)))
@@ -153,12 +142,12 @@ class LossVsNumpyTest(chex.TestCase):
     chex.assert_type(loss, jnp.float32)
     ref, rq, rk = np_info_nce(q, k, t)
     np.testing.assert_allclose(loss, ref, rtol=1e-5)
-    assert _rel_err(gq, rq) < 1e-5 and _rel_err(gk, rk) < 1e-5
+    assert rel_err(gq, rq) < 1e-5 and rel_err(gk, rk) < 1e-5
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(None, 5)
   def test_bfloat16_inputs(self, chunk):
-    z1, z2 = _rand(4, 8, 16), _rand(5, 8, 16)
+    z1, z2 = rand(4, 8, 16), rand(5, 8, 16)
     b1, b2 = jnp.asarray(z1, jnp.bfloat16), jnp.asarray(z2, jnp.bfloat16)
     fn = self.variant(
         jax.value_and_grad(functools.partial(nt_xent, chunk_size=chunk), argnums=(0, 1)))
@@ -179,7 +168,7 @@ class LossVsNumpyTest(chex.TestCase):
 
 @pytest.mark.parametrize("b,chunk", [(5, 3), (8, 4), (6, 100)])
 def test_chunked_matches_dense(b, chunk):
-  z1, z2 = _rand(10, b, 6), _rand(11, b, 6)
+  z1, z2 = rand(10, b, 6), rand(11, b, 6)
 
   def run(c):
     return jax.jit(jax.value_and_grad(
@@ -188,7 +177,7 @@ def test_chunked_matches_dense(b, chunk):
   (ld, gd), (lc, gc) = run(None), run(chunk)
   np.testing.assert_allclose(lc, ld, rtol=1e-6)
   for x, y in zip(gc, gd):
-    assert _rel_err(x, y) < 1e-5
+    assert rel_err(x, y) < 1e-5
 
 
 @pytest.mark.parametrize("temperature", [0.026, 0.02])
@@ -196,7 +185,7 @@ def test_symmetric_fixed_shift_path_at_its_temperature_limit(temperature):
   # Single-device chunked NT-Xent shifts every logit by 1/T instead of a
   # running max when T >= 0.025 (else it takes the online path). Antipodal
   # views put logits at -1/T, the worst case for that shift.
-  z1 = _rand(16, 6, 5)
+  z1 = rand(16, 6, 5)
   z2 = -z1
   fn = functools.partial(nt_xent, temperature=temperature)
   ref, r1, r2, _ = np_nt_xent(z1, z2, temperature)
@@ -204,14 +193,14 @@ def test_symmetric_fixed_shift_path_at_its_temperature_limit(temperature):
       functools.partial(fn, chunk_size=4), argnums=(0, 1)))(z1, z2)
   chex.assert_tree_all_finite((loss, g1, g2))
   np.testing.assert_allclose(loss, ref, rtol=1e-5)
-  assert _rel_err(g1, r1) < 1e-4 and _rel_err(g2, r2) < 1e-4
+  assert rel_err(g1, r1) < 1e-4 and rel_err(g2, r2) < 1e-4
 
 
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_metrics_vs_numpy(chunk):
   # Correlated views so that some (not all) anchors are correct.
-  z1 = _rand(12, 9, 4)
-  z2 = z1 + 0.8 * _rand(13, 9, 4)
+  z1 = rand(12, 9, 4)
+  z2 = z1 + 0.8 * rand(13, 9, 4)
   loss, metrics = jax.jit(functools.partial(
       nt_xent_with_metrics, temperature=0.3, chunk_size=chunk))(z1, z2)
   np.testing.assert_allclose(
@@ -235,7 +224,7 @@ def test_metrics_separated_pairs(chunk):
 
 
 def test_metrics_have_no_gradient():
-  z1, z2 = _rand(14, 4, 3), _rand(15, 4, 3)
+  z1, z2 = rand(14, 4, 3), rand(15, 4, 3)
   g = jax.jit(jax.grad(lambda a: sum(nt_xent_with_metrics(a, z2, chunk_size=2)[1].values())))(z1)
   np.testing.assert_array_equal(g, 0.0)
 
@@ -247,7 +236,7 @@ def test_metrics_have_no_gradient():
 
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_invariances(chunk):
-  z1, z2 = _rand(20, 7, 5), _rand(21, 7, 5)
+  z1, z2 = rand(20, 7, 5), rand(21, 7, 5)
   f = jax.jit(functools.partial(nt_xent, temperature=0.3, chunk_size=chunk))
   base = f(z1, z2)
   perm = np.random.RandomState(0).permutation(7)
@@ -270,11 +259,11 @@ def test_low_temperature_is_stable(chunk):
   ref, r1, r2, _ = np_nt_xent(z1, z2, 0.01)
   np.testing.assert_allclose(loss, ref, rtol=1e-4, atol=1e-6)
   # Random inputs too, at high logit range.
-  z1, z2 = _rand(22, 8, 16), _rand(23, 8, 16)
+  z1, z2 = rand(22, 8, 16), rand(23, 8, 16)
   loss, (g1, g2) = fn(z1, z2)
   ref, r1, r2, _ = np_nt_xent(z1, z2, 0.01)
   np.testing.assert_allclose(loss, ref, rtol=1e-5)
-  assert _rel_err(g1, r1) < 1e-4 and _rel_err(g2, r2) < 1e-4
+  assert rel_err(g1, r1) < 1e-4 and rel_err(g2, r2) < 1e-4
 
 
 # ----------------------------------------------------------------------------
@@ -318,39 +307,35 @@ def test_info_nce_feature_size_mismatch_raises():
 # ----------------------------------------------------------------------------
 
 
-def _needs_devices():
-  if jax.device_count() < N_DEV:
-    pytest.skip(f"needs {N_DEV} devices, have {jax.device_count()}")
-
 
 @pytest.mark.parametrize("loss_name,chunk", [
     ("nt_xent", None), ("nt_xent", 3), ("info_nce", None), ("info_nce", 5)])
 def test_shard_map_matches_single_device(loss_name, chunk):
-  _needs_devices()
+  needs_devices()
   b_local, d = 3, 5  # Global batch 24; chunk 3 / 5 leave ragged tiles.
-  z1, z2 = _rand(30, N_DEV * b_local, d), _rand(31, N_DEV * b_local, d)
+  z1, z2 = rand(30, N_DEV * b_local, d), rand(31, N_DEV * b_local, d)
   f = functools.partial(getattr(losses, loss_name), temperature=0.2, chunk_size=chunk)
 
   def local(a, b):
     return jax.lax.pmean(f(a, b, axis_name=AX), AX)
 
-  dist = jax.shard_map(local, mesh=_mesh(), in_specs=(P(AX), P(AX)), out_specs=P())
+  dist = jax.shard_map(local, mesh=mesh(), in_specs=(P(AX), P(AX)), out_specs=P())
   loss, grads = jax.jit(jax.value_and_grad(dist, argnums=(0, 1)))(z1, z2)
   ref_loss, ref_grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(z1, z2)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
   for g, r in zip(grads, ref_grads):
-    assert _rel_err(g, r) < 1e-5
+    assert rel_err(g, r) < 1e-5
   # And against the float64 reference.
   np_ref = (np_nt_xent if loss_name == "nt_xent" else np_info_nce)(z1, z2, 0.2)
   np.testing.assert_allclose(loss, np_ref[0], rtol=1e-5)
-  assert _rel_err(grads[0], np_ref[1]) < 1e-5
+  assert rel_err(grads[0], np_ref[1]) < 1e-5
 
 
 @pytest.mark.parametrize("loss_name,chunk", [("nt_xent", None), ("nt_xent", 4), ("info_nce", 2)])
 def test_pmap_matches_single_device(loss_name, chunk):
-  _needs_devices()
+  needs_devices()
   b_local, d = 2, 4
-  z1, z2 = _rand(32, N_DEV * b_local, d), _rand(33, N_DEV * b_local, d)
+  z1, z2 = rand(32, N_DEV * b_local, d), rand(33, N_DEV * b_local, d)
   f = functools.partial(getattr(losses, loss_name), temperature=0.5, chunk_size=chunk)
   pm = jax.pmap(lambda a, b: jax.lax.pmean(f(a, b, axis_name="i"), "i"), axis_name="i",
                 devices=jax.devices()[:N_DEV])
@@ -363,7 +348,7 @@ def test_pmap_matches_single_device(loss_name, chunk):
   ref_loss, ref_grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(z1, z2)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
   for g, r in zip(grads, ref_grads):
-    assert _rel_err(g, r) < 1e-5
+    assert rel_err(g, r) < 1e-5
 
 
 def test_data_parallel_param_gradient():
@@ -372,9 +357,9 @@ def test_data_parallel_param_gradient():
   shard_map (varying-axis types): grad of the pmean of the local losses.
   pmap (no such types): grad of the local loss, then pmean of the gradients.
   """
-  _needs_devices()
-  x = _rand(34, N_DEV * 2, 6)
-  w = _rand(35, 6, 4)
+  needs_devices()
+  x = rand(34, N_DEV * 2, 6)
+  w = rand(35, 6, 4)
 
   def embed(w, x):  # Two "views" from one linear projection.
     return x @ w, jnp.tanh(x) @ w
@@ -391,24 +376,24 @@ def test_data_parallel_param_gradient():
     return jax.lax.pmean(g, "i")
 
   ref = jax.jit(jax.grad(single))(w)
-  g_sm = jax.jit(jax.shard_map(sm_step, mesh=_mesh(), in_specs=(P(), P(AX)), out_specs=P()))(w, x)
-  assert _rel_err(g_sm, ref) < 1e-5
+  g_sm = jax.jit(jax.shard_map(sm_step, mesh=mesh(), in_specs=(P(), P(AX)), out_specs=P()))(w, x)
+  assert rel_err(g_sm, ref) < 1e-5
   g_pm = jax.pmap(pmap_step, axis_name="i", in_axes=(None, 0), devices=jax.devices()[:N_DEV])(
       w, x.reshape(N_DEV, -1, x.shape[-1]))
-  assert _rel_err(g_pm[0], ref) < 1e-5
+  assert rel_err(g_pm[0], ref) < 1e-5
 
 
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_shard_map_metrics_are_global(chunk):
-  _needs_devices()
-  z1 = _rand(36, N_DEV * 2, 4)
-  z2 = z1 + 0.5 * _rand(37, N_DEV * 2, 4)
+  needs_devices()
+  z1 = rand(36, N_DEV * 2, 4)
+  z2 = z1 + 0.5 * rand(37, N_DEV * 2, 4)
 
   def local(a, b):
     _, m = nt_xent_with_metrics(a, b, temperature=0.3, axis_name=AX, chunk_size=chunk)
     return m
 
-  m = jax.jit(jax.shard_map(local, mesh=_mesh(), in_specs=(P(AX), P(AX)), out_specs=P()))(z1, z2)
+  m = jax.jit(jax.shard_map(local, mesh=mesh(), in_specs=(P(AX), P(AX)), out_specs=P()))(z1, z2)
   ref = np_metrics(z1, z2, 0.3)
   for k, v in ref.items():
     np.testing.assert_allclose(m[k], v, rtol=1e-5, atol=1e-6, err_msg=k)

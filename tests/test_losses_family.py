@@ -15,12 +15,12 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
+from loss_harness import AX, N_DEV, mesh, needs_devices, rand, rel_err, sharded_value_and_grad
+
 import contrastive_jax
 from contrastive_jax import losses
 from contrastive_jax.losses import byol_loss, info_nce, nt_xent, supcon
 
-N_DEV = 8
-AX = "data"
 
 
 # ----------------------------------------------------------------------------
@@ -108,23 +108,8 @@ def np_byol(p, t):
   return loss, _np_normalize_vjp(pn, pnorm, -2.0 * tn / b), _np_normalize_vjp(tn, tnorm, -2.0 * pn / b)
 
 
-def _rand(seed, *shape, dtype=np.float32):
-  return np.random.RandomState(seed).randn(*shape).astype(dtype)
 
 
-def _rel_err(x, ref):
-  """Max abs error relative to the largest reference entry."""
-  x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-  return np.max(np.abs(x - ref)) / max(np.max(np.abs(ref)), 1e-12)
-
-
-def _mesh():
-  return jax.sharding.Mesh(np.array(jax.devices()[:N_DEV]), (AX,))
-
-
-def _needs_devices():
-  if jax.device_count() < N_DEV:
-    pytest.skip(f"needs {N_DEV} devices, have {jax.device_count()}")
 
 
 @functools.lru_cache(maxsize=None)  # One compile per (temperature, chunk, shapes) for the session.
@@ -133,11 +118,6 @@ def _supcon_vg(temperature, chunk):
   return jax.jit(jax.value_and_grad(
       lambda z, labels: supcon(z, labels, temperature=temperature, chunk_size=chunk)))
 
-
-def _sharded_vg(fn, in_specs, argnums=0):
-  """Jitted value_and_grad of fn (returning a replicated scalar) under shard_map on 8 devices."""
-  return jax.jit(jax.value_and_grad(
-      jax.shard_map(fn, mesh=_mesh(), in_specs=in_specs, out_specs=P()), argnums=argnums))
 
 
 # Mixed labelled / unlabelled images, labels repeating across the batch.
@@ -155,26 +135,26 @@ MIXED_LABELS = np.array([3, -1, 0, 3, -1, 0, 7], np.int32)
     (2, MIXED_LABELS, 0.02, 5),      # T < 0.025: the generic online kernel.
 ])
 def test_supcon_matches_paper_formula_in_numpy(v, labels, t, chunk):
-  z = _rand(0, len(labels), v, 5)
+  z = rand(0, len(labels), v, 5)
   loss, g = _supcon_vg(t, chunk)(z, labels)
   chex.assert_shape(loss, ())
   chex.assert_type(loss, jnp.float32)
   chex.assert_shape(g, z.shape)
   ref, ref_g = np_supcon(z, labels, t)
   np.testing.assert_allclose(loss, ref, rtol=1e-5)
-  assert _rel_err(g, ref_g) < 2e-5
+  assert rel_err(g, ref_g) < 2e-5
 
 
 @pytest.mark.parametrize("chunk", [None, 3])
 @pytest.mark.parametrize("labels", [np.arange(6, dtype=np.int32), np.full(6, -1, np.int32)],
                          ids=["distinct", "unlabelled"])
 def test_supcon_with_two_views_and_no_shared_labels_is_nt_xent(labels, chunk):
-  z1, z2 = _rand(1, 6, 4), _rand(2, 6, 4)
+  z1, z2 = rand(1, 6, 4), rand(2, 6, 4)
   loss, g = _supcon_vg(0.2, chunk)(np.stack([z1, z2], 1), labels)
   ref, (r1, r2) = jax.jit(jax.value_and_grad(
       functools.partial(nt_xent, temperature=0.2, chunk_size=chunk), argnums=(0, 1)))(z1, z2)
   np.testing.assert_allclose(loss, ref, rtol=1e-6)
-  assert _rel_err(g, np.stack([r1, r2], 1)) < 1e-5
+  assert rel_err(g, np.stack([r1, r2], 1)) < 1e-5
 
 
 @pytest.mark.parametrize("labels,chunk", [
@@ -182,8 +162,8 @@ def test_supcon_with_two_views_and_no_shared_labels_is_nt_xent(labels, chunk):
     (np.arange(N_DEV * 2, dtype=np.int32)[::-1].copy(), 3),
 ], ids=["unlabelled-dense", "distinct-chunked"])
 def test_supcon_is_nt_xent_on_8_devices(labels, chunk):
-  _needs_devices()
-  z1, z2 = _rand(3, N_DEV * 2, 4), _rand(4, N_DEV * 2, 4)
+  needs_devices()
+  z1, z2 = rand(3, N_DEV * 2, 4), rand(4, N_DEV * 2, 4)
 
   def sup(z, lab):
     return jax.lax.pmean(supcon(z, lab, temperature=0.3, axis_name=AX, chunk_size=chunk), AX)
@@ -191,10 +171,10 @@ def test_supcon_is_nt_xent_on_8_devices(labels, chunk):
   def ntx(a, c):
     return jax.lax.pmean(nt_xent(a, c, temperature=0.3, axis_name=AX, chunk_size=chunk), AX)
 
-  loss, g = _sharded_vg(sup, (P(AX), P(AX)))(np.stack([z1, z2], 1), labels)
-  ref, (r1, r2) = _sharded_vg(ntx, (P(AX), P(AX)), argnums=(0, 1))(z1, z2)
+  loss, g = sharded_value_and_grad(sup, (P(AX), P(AX)))(np.stack([z1, z2], 1), labels)
+  ref, (r1, r2) = sharded_value_and_grad(ntx, (P(AX), P(AX)), argnums=(0, 1))(z1, z2)
   np.testing.assert_allclose(loss, ref, rtol=1e-6)
-  assert _rel_err(g, np.stack([r1, r2], 1)) < 1e-5
+  assert rel_err(g, np.stack([r1, r2], 1)) < 1e-5
 
 
 @pytest.mark.parametrize("v,chunk", [(2, None), (3, 4)])
@@ -202,23 +182,23 @@ def test_supcon_8_devices_equals_1_device_with_positives_on_other_devices(v, chu
   # solo-learn #206: a positive mask built for rank 0 is wrong on ranks > 0.
   # Labels repeat with period 5 over 8 devices x 2 images, so most positives
   # of an anchor live on other devices; image 4 is unlabelled.
-  _needs_devices()
+  needs_devices()
   b_local = 2
   labels = (np.arange(N_DEV * b_local) % 5).astype(np.int32)
   labels[4] = -1
-  z = _rand(5, N_DEV * b_local, v, 4)
+  z = rand(5, N_DEV * b_local, v, 4)
 
   def local(zl, lab):
     return jax.lax.pmean(supcon(zl, lab, temperature=0.2, axis_name=AX, chunk_size=chunk), AX)
 
-  loss, g = _sharded_vg(local, (P(AX), P(AX)))(z, labels)
+  loss, g = sharded_value_and_grad(local, (P(AX), P(AX)))(z, labels)
   ref, ref_g = _supcon_vg(0.2, chunk)(z, labels)  # 1 device, all 16 images.
   np.testing.assert_allclose(loss, ref, rtol=1e-5)
-  assert _rel_err(g, ref_g) < 1e-5
+  assert rel_err(g, ref_g) < 1e-5
   # And the paper's formula.
   np_loss, np_g = np_supcon(z, labels, 0.2)
   np.testing.assert_allclose(loss, np_loss, rtol=1e-5)
-  assert _rel_err(g, np_g) < 2e-5
+  assert rel_err(g, np_g) < 2e-5
 
 
 @pytest.mark.parametrize("v,t,chunk", [
@@ -226,15 +206,15 @@ def test_supcon_8_devices_equals_1_device_with_positives_on_other_devices(v, chu
     (2, 0.02, 5),   # T < 0.025: the generic online kernel; N = 14 = 2 * 5 + 4.
 ])
 def test_supcon_chunked_matches_dense(v, t, chunk):
-  z = _rand(6, 7, v, 5)
+  z = rand(6, 7, v, 5)
   ld, gd = _supcon_vg(t, None)(z, MIXED_LABELS)
   lc, gc = _supcon_vg(t, chunk)(z, MIXED_LABELS)
   np.testing.assert_allclose(lc, ld, rtol=1e-6)
-  assert _rel_err(gc, gd) < 1e-5
+  assert rel_err(gc, gd) < 1e-5
 
 
 def test_supcon_keeps_float64():
-  z = _rand(7, 4, 2, 3, dtype=np.float64)
+  z = rand(7, 4, 2, 3, dtype=np.float64)
   labels = np.array([0, 1, 0, -1], np.int32)
   with jax.enable_x64(True):
     loss, g = jax.jit(jax.value_and_grad(functools.partial(supcon, temperature=0.1, chunk_size=3)))(
@@ -242,7 +222,7 @@ def test_supcon_keeps_float64():
     assert loss.dtype == jnp.float64 and g.dtype == jnp.float64
   ref, ref_g = np_supcon(z, labels, 0.1)
   np.testing.assert_allclose(loss, ref, rtol=1e-12)
-  assert _rel_err(g, ref_g) < 1e-11
+  assert rel_err(g, ref_g) < 1e-11
 
 
 # ----------------------------------------------------------------------------
@@ -257,35 +237,35 @@ def _moco_vg(t, chunk):
 
 def test_info_nce_with_queue_matches_numpy_dense_and_chunked():
   # B = 6 queries, K = 11 negatives: chunk 4 divides neither (ragged row and queue tiles).
-  q, k, negs = _rand(10, 6, 5), _rand(11, 6, 5), 3.0 * _rand(12, 11, 5)
+  q, k, negs = rand(10, 6, 5), rand(11, 6, 5), 3.0 * rand(12, 11, 5)
   ref, rq, rk, rn = np_moco(q, k, negs, 0.07)
   results = {chunk: _moco_vg(0.07, chunk)(q, k, negs) for chunk in (None, 4)}
   for chunk, (loss, grads) in results.items():
     chex.assert_type(loss, jnp.float32)
     np.testing.assert_allclose(loss, ref, rtol=1e-5, err_msg=str(chunk))
     for g, r in zip(grads, (rq, rk, rn)):
-      assert _rel_err(g, r) < 1e-5, chunk
+      assert rel_err(g, r) < 1e-5, chunk
   # The queue receives a gradient (callers stop it, the loss does not).
   assert np.max(np.abs(results[None][1][2])) > 1e-3
   # Chunked equals dense.
   (ld, gd), (lc, gc) = results[None], results[4]
   np.testing.assert_allclose(lc, ld, rtol=1e-6)
   for x, y in zip(gc, gd):
-    assert _rel_err(x, y) < 1e-5
+    assert rel_err(x, y) < 1e-5
 
 
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_info_nce_queue_on_8_devices_is_per_device_without_gathering_keys(chunk):
-  _needs_devices()
+  needs_devices()
   b_local = 2
-  q, k = _rand(16, N_DEV * b_local, 4), _rand(17, N_DEV * b_local, 4)
-  negs = _rand(18, 7, 4)
+  q, k = rand(16, N_DEV * b_local, 4), rand(17, N_DEV * b_local, 4)
+  negs = rand(18, 7, 4)
 
   def local(ql, kl, n):
     loss = info_nce(ql, kl, temperature=0.2, negatives=n, axis_name=AX, chunk_size=chunk)
     return jax.lax.pmean(loss, AX), loss[None]
 
-  dist = jax.jit(jax.shard_map(local, mesh=_mesh(), in_specs=(P(AX), P(AX), P()),
+  dist = jax.jit(jax.shard_map(local, mesh=mesh(), in_specs=(P(AX), P(AX), P()),
                                out_specs=(P(), P(AX))))
   (loss, per_device), grads = jax.value_and_grad(dist, argnums=(0, 1, 2), has_aux=True)(q, k, negs)
   # Each device's local loss is the loss of its own queries, keys and the queue.
@@ -296,7 +276,7 @@ def test_info_nce_queue_on_8_devices_is_per_device_without_gathering_keys(chunk)
   ref, rq, rk, rn = np_moco(q, k, negs, 0.2)
   np.testing.assert_allclose(loss, ref, rtol=1e-5)
   for g, r in zip(grads, (rq, rk, rn)):
-    assert _rel_err(g, r) < 1e-5
+    assert rel_err(g, r) < 1e-5
 
 
 # ----------------------------------------------------------------------------
@@ -305,19 +285,19 @@ def test_info_nce_queue_on_8_devices_is_per_device_without_gathering_keys(chunk)
 
 
 def test_byol_loss_is_two_minus_two_cos():
-  p, t = _rand(20, 5, 6), 2.5 * _rand(21, 5, 6)
+  p, t = rand(20, 5, 6), 2.5 * rand(21, 5, 6)
   loss, (gp, gt) = jax.jit(jax.value_and_grad(byol_loss, argnums=(0, 1)))(p, t)
   chex.assert_type(loss, jnp.float32)
   ref, rp, rt = np_byol(p, t)
   np.testing.assert_allclose(loss, ref, rtol=1e-6)
-  assert _rel_err(gp, rp) < 1e-5
-  assert _rel_err(gt, rt) < 1e-5  # Not stopped inside: the caller does that.
+  assert rel_err(gp, rp) < 1e-5
+  assert rel_err(gt, rt) < 1e-5  # Not stopped inside: the caller does that.
   np.testing.assert_allclose(byol_loss(p, 3.0 * p), 0.0, atol=1e-6)
   np.testing.assert_allclose(byol_loss(p, -p), 4.0, rtol=1e-6)
 
 
 def test_byol_loss_keeps_float64():
-  p, t = _rand(22, 3, 4, dtype=np.float64), _rand(23, 3, 4, dtype=np.float64)
+  p, t = rand(22, 3, 4, dtype=np.float64), rand(23, 3, 4, dtype=np.float64)
   with jax.enable_x64(True):
     loss = byol_loss(jnp.asarray(p), jnp.asarray(t))
     assert loss.dtype == jnp.float64

@@ -5,6 +5,8 @@
 * ``info_nce``: one-directional InfoNCE, in-batch negatives (CLIP) or a
   queue of negatives (MoCo) (``_info_nce.py``).
 * ``byol_loss``: BYOL's 2 - 2 cos (``_byol.py``).
+* ``clip_loss``, ``siglip_loss``: image-text, CLIP's symmetric InfoNCE and SigLIP's
+  pairwise sigmoid, with learned logit scale (and bias) (``_image_text.py``).
 
 The contrastive losses are one computation (``_core.py``): every anchor row
 is scored against a set of columns by cosine similarity / temperature, an
@@ -23,6 +25,10 @@ Two evaluation paths give the same values and gradients:
   Single-device NT-Xent and SupCon score the batch against itself; its
   similarity matrix is symmetric, so each unordered tile pair is computed once
   (half the matmuls).
+
+A third path, ``ring=True`` (``nt_xent``, ``clip_loss``, ``siglip_loss``; ``_ring.py``),
+passes each device's block of columns around the devices of ``axis_name`` by
+``ppermute`` instead of all-gathering them, with the same values and gradients.
 
 With ``axis_name`` (inside ``jax.shard_map`` or ``jax.pmap``) the columns are
 all-gathered from every device on that axis (not MoCo's queue, which is the
@@ -46,8 +52,9 @@ trace time.
 """
 
 from contrastive_jax.losses._byol import byol_loss
+from contrastive_jax.losses._image_text import clip_loss, siglip_loss
 from contrastive_jax.losses._info_nce import info_nce
 from contrastive_jax.losses._nt_xent import nt_xent, nt_xent_with_metrics
 from contrastive_jax.losses._supcon import supcon
 
-__all__ = ["nt_xent", "nt_xent_with_metrics", "supcon", "info_nce", "byol_loss"]
+__all__ = ["nt_xent", "nt_xent_with_metrics", "supcon", "info_nce", "byol_loss", "clip_loss", "siglip_loss"]

@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from contrastive_jax.losses._core import (
-    Array, AxisName, _check_inputs, _contrastive_core, _device_offset, _gather, _l2_normalize)
+    Array, AxisName, _check_inputs, _contrastive_core, _device_offset, _gather, _l2_normalize, _scaled)
+from contrastive_jax.losses._image_text import check_ring, tiles
+from contrastive_jax.losses._ring import ring_lse
 
 
 def _nt_xent_impl(z1, z2, temperature, axis_name, chunk_size, with_metrics):
@@ -28,9 +30,21 @@ def _nt_xent_impl(z1, z2, temperature, axis_name, chunk_size, with_metrics):
       chunk_size=chunk_size, with_metrics=with_metrics, symmetric=axis_name is None)
 
 
+def _nt_xent_ring(z1, z2, temperature, axis_name, chunk_size):
+  """[z1; z2] local anchors against every device's [z1; z2] block, passed around the ring."""
+  _check_inputs("z1", z1, "z2", z2, temperature, chunk_size)
+  z1n, z2n = _l2_normalize(z1), _l2_normalize(z2)
+  anchors = jnp.concatenate([z1n, z2n], axis=0)  # [2B, D]: also this device's block of columns
+  q = _scaled(anchors, temperature)
+  pos = jnp.sum(q * jnp.concatenate([z2n, z1n], axis=0), axis=-1)
+  rows, cols = tiles(chunk_size, anchors.shape[0], anchors.shape[0])
+  self_idx = jnp.arange(anchors.shape[0], dtype=jnp.int32)
+  return jnp.mean(ring_lse(q, anchors, self_idx, axis_name, rows, cols) - pos)
+
+
 def nt_xent(
     z1: Array, z2: Array, *, temperature: float = 0.1,
-    axis_name: AxisName = None, chunk_size: Optional[int] = None,
+    axis_name: AxisName = None, chunk_size: Optional[int] = None, ring: bool = False,
 ) -> Array:
   """SimCLR's NT-Xent loss (Chen et al. 2020).
 
@@ -53,6 +67,10 @@ def nt_xent(
     chunk_size: if set, tile the similarity matrix in chunk_size x chunk_size
       blocks with an online log-sum-exp (memory linear in B); same values and
       gradients as the dense path.
+    ring: with ``axis_name``, the other devices' embeddings arrive by
+      ``ppermute``, one device's block at a time, instead of an all-gather
+      (``losses/_ring.py``): per-device memory falls as devices are added.
+      Same values and gradients.
 
   Returns:
     float32 (float64 for float64 embeddings) scalar: mean loss over this
@@ -61,8 +79,12 @@ def nt_xent(
 
   Raises:
     ValueError: at trace time for inputs that are not [B, D] floating arrays
-      of equal shape with B >= 1, for temperature <= 0 or chunk_size <= 0.
+      of equal shape with B >= 1, for temperature <= 0 or chunk_size <= 0,
+      or ring=True without axis_name.
   """
+  check_ring(ring, axis_name)
+  if ring:
+    return _nt_xent_ring(z1, z2, temperature, axis_name, chunk_size)
   loss, _ = _nt_xent_impl(z1, z2, temperature, axis_name, chunk_size, False)
   return loss
 
