@@ -153,13 +153,16 @@ def sgd(
   to every param that `exclude` does not select, biases and BN included (PyTorch's
   default, which MoCo v2 and solo-learn's SGD recipes use).
   """
-  if decay_1d:
-    mask = lambda params: jax.tree_util.tree_map_with_path(
-        lambda kp, p: not (exclude is not None and exclude(path_names(kp), p)), params)
-  else:
-    mask = lambda params: decay_mask(params, exclude)
-  return optax.chain(optax.add_decayed_weights(weight_decay, mask=mask),
+  return optax.chain(optax.add_decayed_weights(weight_decay, mask=_decay_mask_fn(exclude, decay_1d)),
                      optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov))
+
+
+def _decay_mask_fn(exclude: ExcludeFn | None, decay_1d: bool) -> Callable[[PyTree], PyTree]:
+  """`decay_mask`, or with decay_1d every param `exclude` does not select (PyTorch's default)."""
+  if not decay_1d:
+    return lambda params: decay_mask(params, exclude)
+  return lambda params: jax.tree_util.tree_map_with_path(
+      lambda kp, p: not (exclude is not None and exclude(path_names(kp), p)), params)
 
 
 def adamw(
@@ -169,7 +172,12 @@ def adamw(
     b2: float = 0.999,
     eps: float = 1e-8,
     exclude: ExcludeFn | None = None,
+    decay_1d: bool = False,
 ) -> optax.GradientTransformation:
-  """optax.adamw whose decoupled weight decay skips 1-D (and excluded) params."""
+  """optax.adamw whose decoupled weight decay skips 1-D (and excluded) params.
+
+  With decay_1d it decays every param `exclude` does not select, as `torch.optim.AdamW(
+  model.parameters())` does (MoCo v3's ViT recipe).
+  """
   return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-                     mask=lambda p: decay_mask(p, exclude))
+                     mask=_decay_mask_fn(exclude, decay_1d))

@@ -45,6 +45,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "model.head_last_bn_scale": True,
     "model.predictor_layers": 0,
     "model.head_init": "simclr",
+    "model.arch": "resnet",
 }
 
 

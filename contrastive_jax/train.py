@@ -42,6 +42,7 @@ from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import resume as resume_lib
 from contrastive_jax import writers
+from contrastive_jax.models import vit as vit_lib
 from contrastive_jax.checkpoint import Checkpointer
 from contrastive_jax.models import ContrastiveModel
 
@@ -76,7 +77,17 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int,
       head_hidden_dim=m.get("head_hidden_dim") or None, head_hidden_bn=bool(m.get("head_hidden_bn", True)),
       head_last_bn=bool(m.get("head_last_bn", True)), head_last_bn_scale=bool(m.get("head_last_bn_scale", True)),
       predictor_layers=int(m.get("predictor_layers", 0)), predictor_hidden_dim=int(m.get("predictor_hidden_dim", 4096)),
-      predictor_last_bias=bool(m.get("predictor_last_bias", True)), head_init=m.get("head_init", "simclr"))
+      predictor_last_bias=bool(m.get("predictor_last_bias", True)), head_init=m.get("head_init", "simclr"),
+      arch=m.get("arch", "resnet"), vit=vit_kwargs(config) if m.get("arch", "resnet") == "vit" else None)
+
+
+def vit_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`ViT` arguments from config.model (vit_variant, patch_size, posemb, pool, frozen_patch_embed,
+  and vit_width / vit_depth / vit_heads, 0 for the variant's)."""
+  m = config.model
+  return {"variant": m.vit_variant, "patch_size": int(m.patch_size), "posemb": m.posemb, "pool": m.pool,
+          "frozen_patch_embed": bool(m.frozen_patch_embed), "width": int(m.get("vit_width", 0)) or None,
+          "depth": int(m.get("vit_depth", 0)) or None, "num_heads": int(m.get("vit_heads", 0)) or None}
 
 
 _AUGMENT_FIELDS = {f.name for f in dataclasses.fields(augment_lib.SimCLRAugment)}
@@ -128,6 +139,8 @@ def create_optimizer(config: ml_collections.ConfigDict, num_examples: int
 
   "lars" (default): LARS with SimCLR's masks. "sgd": SGD with momentum whose weight decay
   covers every parameter but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
+  "adamw": AdamW decaying every parameter but the probe (MoCo v3's ViT recipe). A ViT's
+  frozen patch embedding (config.model.frozen_patch_embed) gets no update at all.
   """
   spe = data_lib.steps_per_epoch(num_examples, config.batch_size)
   peak = optim.scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
@@ -144,8 +157,16 @@ def create_optimizer(config: ml_collections.ConfigDict, num_examples: int
   elif name == "sgd":
     tx = optim.sgd(schedule, momentum=config.momentum, weight_decay=config.weight_decay,
                    exclude=optim.exclude_by_name("probe"), decay_1d=True)
+  elif name == "adamw":
+    # MoCo v3's ViT recipe decays every parameter (torch.optim.AdamW(model.parameters())).
+    tx = optim.adamw(schedule, weight_decay=config.weight_decay, b1=config.get("adam_b1", 0.9),
+                     b2=config.get("adam_b2", 0.999), exclude=optim.exclude_by_name("probe"), decay_1d=True)
   else:
-    raise ValueError(f"unknown config.optimizer {name!r}; use 'lars' or 'sgd'.")
+    raise ValueError(f"unknown config.optimizer {name!r}; use 'lars', 'sgd' or 'adamw'.")
+  if config.model.get("arch", "resnet") == "vit" and config.model.get("frozen_patch_embed", False):
+    # MoCo v3's random patch projection: no update, no weight decay, no optimiser state.
+    labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "train", vit_lib.frozen_params(p))  # noqa: E731
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, schedule
 
 
@@ -159,7 +180,7 @@ def init_key(seed: int) -> jax.Array:
   return jax.random.key(seed, impl="rbg")
 
 
-def state_dtype(model: SimCLRModel) -> jnp.dtype:
+def state_dtype(model: ContrastiveModel) -> jnp.dtype:
   """dtype of parameters, BN statistics, optimiser state and views: float32, or float64 for float64 compute."""
   return jnp.promote_types(model.dtype, jnp.float32)
 

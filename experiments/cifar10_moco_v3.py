@@ -13,6 +13,18 @@ grayscale 0.2, no blur, solarize 0 / 0.2, crops of 8-100% area. BN per view, as
 solo-learn. solo-learn's LARS also clips the adaptive rate (LARC's clip_lr); ours does not.
 
 Presets: (none) the recipe; cpu SimCLR's cpu encoder, batch and epochs; test a few steps.
+
+ViT presets, MoCo v3's ViT recipe (the paper's Sec. 4 and appendix, and facebookresearch/moco-v3
+`vits.py`, `main_moco.py`, README for ViT-Small): AdamW, lr 1.5e-4 x B/256, weight decay 0.1
+on every parameter, 40 warmup epochs then cosine, momentum 0.99 -> 1 (cosine), temperature
+0.2, a 3-layer projector (BN on the hidden layers, a BN without scale on the output) and a
+2-layer predictor, fixed 2-D sine-cosine position embeddings, a class token, and a random
+patch projection that is never trained ("stop-grad conv1").
+  vit       ViT-Small, patch 4 at 32 px, solo-learn's CIFAR batch and length (256, 1000 epochs).
+  vit_cpu   a ViT for 2 CPU cores: width 192 (ViT-Tiny's), 6 blocks, patch 8 (16 tokens + the
+            class token), SimCLR's cpu batch and epochs; ViT-Tiny/4 costs about 10x the cpu
+            ResNet per view, this one about 1.3x in FLOPs.
+  vit_test  a few steps of a 2-block, width-32 ViT.
 """
 
 import importlib.util
@@ -26,7 +38,12 @@ _base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_base)
 
 
+VIT_PRESETS = {"vit": "", "vit_cpu": "cpu", "vit_test": "test"}  # and the ResNet preset each builds on
+
+
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
+  vit = preset in VIT_PRESETS
+  preset = VIT_PRESETS.get(preset, preset)
   config = _base.load(preset, "cifar10_moco_v3.py")
   config.method = "moco_v3"
   config.temperature = 0.2            # mocov3.yaml: method_kwargs.temperature
@@ -45,5 +62,30 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.predictor_hidden_dim = 4096  # method_kwargs.pred_hidden_dim
   config.model.predictor_last_bias = False  # mocov3.py: Linear(..., bias=False)
   _base.asymmetric_views(config)
+  if vit:
+    _vit_recipe(config, preset)
   _base.test_heads(config, preset)
   return config
+
+
+def _vit_recipe(config: ml_collections.ConfigDict, preset: str) -> None:
+  config.optimizer = "adamw"          # main_moco.py: torch.optim.AdamW(model.parameters(), ...)
+  config.learning_rate = 1.5e-4       # README (ViT-Small): --lr=1.5e-4, x B/256 (main_moco.py)
+  config.lr_scaling = "linear"
+  config.weight_decay = 0.1           # --weight-decay=.1
+  if preset == "":
+    config.warmup_epochs = 40.0       # --warmup-epochs=40
+  config.model.arch = "vit"
+  config.model.vit_variant = "small"  # --arch=vit_small
+  config.model.patch_size = 4         # 32 px: 8 x 8 patches
+  config.model.posemb = "sincos2d"    # vits.py: build_2d_sincos_position_embedding
+  config.model.pool = "cls"
+  config.model.frozen_patch_embed = True  # --stop-grad-conv1
+  config.model.head_layers = 3        # moco/builder.py MoCo_ViT: 3-layer projector, 2-layer predictor
+  if preset == "cpu":
+    config.model.vit_variant = "tiny"
+    config.model.vit_depth = 6
+    config.model.patch_size = 8
+  elif preset == "test":
+    config.model.vit_width, config.model.vit_depth, config.model.vit_heads = 32, 2, 2
+    config.model.patch_size = 8

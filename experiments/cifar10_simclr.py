@@ -42,6 +42,16 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.head_last_bn = True   # every head layer is Dense + BN (SimCLR TF2 ProjectionHead)
   config.model.head_last_bn_scale = True
   config.model.head_init = "simclr"  # Dense N(0, 0.01^2) (SimCLR TF2); "torch": nn.Linear's default (solo-learn)
+  # The encoder: "resnet" (the fields above) or "vit" (contrastive_jax/models/vit.py; these fields).
+  config.model.arch = "resnet"
+  config.model.vit_variant = "small"   # tiny / small / base / large
+  config.model.patch_size = 4
+  config.model.posemb = "learn"        # or "sincos2d" (MoCo v3)
+  config.model.pool = "cls"            # or "gap"
+  config.model.frozen_patch_embed = False  # MoCo v3's random, untrained patch projection
+  config.model.vit_width = 0           # 0: the variant's width / depth / heads
+  config.model.vit_depth = 0
+  config.model.vit_heads = 0
   config.model.proj_dim = 128
   config.model.predictor_layers = 0  # an online predictor MLP (BYOL, MoCo v3): 2
   config.model.bn_momentum = 0.9

@@ -25,9 +25,13 @@ from cli_runner import free_port, launch_2x2, run_cli, wait_ok
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NEW_METHODS = ("supcon", "moco_v2", "moco_v3", "byol")
+# Each method, and MoCo v3 with a ViT encoder (its `vit_test` preset).
+CASES = NEW_METHODS + ("moco_v3_vit",)
 
 
 def _config(name: str, **overrides):
+  if name == "moco_v3_vit":
+    return cli.load_config(str(ROOT / "experiments" / "cifar10_moco_v3.py") + ":vit_test", **overrides)
   return cli.load_config(str(ROOT / "experiments" / f"cifar10_{name}.py") + ":test", **overrides)
 
 
@@ -49,7 +53,7 @@ def test_every_method_has_a_config_and_a_method():
       assert method.name == name and len(train_lib.view_configs(config)) == method.num_views
 
 
-@pytest.mark.parametrize("method_name", NEW_METHODS)
+@pytest.mark.parametrize("method_name", CASES)
 def test_step_8_devices_equals_1_device(method_name):
   """One step on 8 devices with b images each == 1 device with 8b: loss, params, BN, EMA target and queue.
 
@@ -118,7 +122,7 @@ def _final_state(workdir: pathlib.Path):
   return ckpt.latest_step(), ckpt.restore_items(names)
 
 
-@pytest.mark.parametrize("method_name", NEW_METHODS)
+@pytest.mark.parametrize("method_name", CASES)
 def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folder, tmp_path, monkeypatch):
   """SIGTERM after step 2, rerun the same command: the losses and the final state, EMA and queue included,
   equal a run that was never interrupted."""

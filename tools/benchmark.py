@@ -157,6 +157,7 @@ def run(config: Any) -> dict[str, Any]:
   from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
   from contrastive_jax import train  # pylint: disable=g-import-not-at-top
   from contrastive_jax.models.conv import resolve_conv_impl  # pylint: disable=g-import-not-at-top
+  from contrastive_jax.models import vit as vit_lib  # pylint: disable=g-import-not-at-top
 
   devices = jax.devices()
   if _DEVICES.value:
@@ -223,6 +224,8 @@ def run(config: Any) -> dict[str, Any]:
   executed = executed_flops_per_device * len(devices) if executed_flops_per_device is not None else None
   achieved = flops / median if flops is not None else None
   m = config.model
+  arch = m.get("arch", "resnet")
+  resnet, vit = arch == "resnet", (model.vit if arch == "vit" else None)
   return {
       "pairs_per_sec": config.batch_size / median,
       "views_per_sec": method.num_views * config.batch_size / median,
@@ -242,12 +245,17 @@ def run(config: Any) -> dict[str, Any]:
       "steps": _STEPS.value,
       "warmup": _WARMUP.value,
       "loss": loss,
-      "depth": m.depth,
-      "width_multiplier": m.width_multiplier,
-      "base_width": m.base_width,
-      "cifar_stem": m.cifar_stem,
-      "conv_impl": model.conv_impl,
-      "conv_impl_resolved": resolve_conv_impl(model.conv_impl),
+      # Keys of the other architecture are null.
+      "arch": arch,
+      "depth": m.depth if resnet else None,
+      "width_multiplier": m.width_multiplier if resnet else None,
+      "base_width": m.base_width if resnet else None,
+      "cifar_stem": m.cifar_stem if resnet else None,
+      "conv_impl": model.conv_impl if resnet else None,
+      "conv_impl_resolved": resolve_conv_impl(model.conv_impl) if resnet else None,
+      "vit_variant": vit["variant"] if vit else None,
+      "patch_size": vit["patch_size"] if vit else None,
+      "vit_width": (vit.get("width") or vit_lib.VARIANTS[vit["variant"]][0]) if vit else None,
       "dtype": str(dtype),
       "image_size": aug.image_size,
       "host_crop": bool(config.data.host_crop),
@@ -289,8 +297,10 @@ def main(argv: list[str]) -> None:
   r = run(config)
   print(f"{r['backend']} x{r['devices']} ({r['device_kind']}), jax {r['jax_version']}, "
         f"XLA_FLAGS='{r['xla_flags']}', GLIBC_TUNABLES='{r['glibc_tunables']}'")
-  print(f"{r['method']}: ResNet-{r['depth']} (width x{r['width_multiplier']}, base {r['base_width']}, "
-        f"{'CIFAR' if r['cifar_stem'] else 'ImageNet'} stem, conv {r['conv_impl_resolved']}) {r['dtype']}, "
+  encoder = (f"ViT-{r['vit_variant']}/{r['patch_size']} (width {r['vit_width']})" if r["arch"] == "vit" else
+             f"ResNet-{r['depth']} (width x{r['width_multiplier']}, base {r['base_width']}, "
+             f"{'CIFAR' if r['cifar_stem'] else 'ImageNet'} stem, conv {r['conv_impl_resolved']})")
+  print(f"{r['method']}: {encoder} {r['dtype']}, "
         f"{r['image_size']} px, batch {r['batch_size']} ({r['batch_per_device']}/device), "
         f"donate={r['donate']}")
   print(f"compile {r['compile_s']:.1f} s; step median {r['step_time_s_median'] * 1e3:.1f} ms, "

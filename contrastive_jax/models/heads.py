@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from contrastive_jax.models.conv import check_conv_impl
 from contrastive_jax.models.resnet import ResNet, _check_depth_width, output_dtype
+from contrastive_jax.models.vit import ViT
 
 Array = Any
 Dtype = Any
@@ -163,6 +164,9 @@ class ContrastiveModel(nn.Module):
     head_hidden_bn, head_last_bn, head_last_bn_scale: the head's BNs (ProjectionHead's
       hidden_bn, last_bn, last_bn_scale).
     head_init: the head's and the predictor's Dense init (ProjectionHead's dense_init).
+    arch: the encoder, "resnet" (depth, width_multiplier, ... apply) or "vit".
+    vit: with arch="vit", `ViT` keyword arguments (variant, patch_size, posemb, pool,
+      frozen_patch_embed, width, depth, num_heads); dtype and axis_name are the model's.
     predictor_layers: 0 (no predictor) or the predictor's Dense layers; its output has
       proj_dim features, its hidden width predictor_hidden_dim, its BNs predictor_hidden_bn
       predictor_last_bn and predictor_last_bias.
@@ -190,9 +194,15 @@ class ContrastiveModel(nn.Module):
   predictor_last_bn: bool = False
   predictor_last_bias: bool = True
   head_init: str = "simclr"
+  arch: str = "resnet"
+  vit: dict | None = None
 
   def __post_init__(self):
     # Fail at construction rather than at init (submodules are built lazily).
+    if self.arch not in ("resnet", "vit"):
+      raise ValueError(f"ContrastiveModel arch must be 'resnet' or 'vit'; got {self.arch!r}.")
+    if self.arch == "vit":
+      ViT(**(self.vit or {}))  # its own checks
     _check_depth_width(self.depth, self.width_multiplier, self.base_width)
     check_conv_impl(self.conv_impl)
     if not _is_int(self.head_layers) or self.head_layers < 1:
@@ -209,11 +219,14 @@ class ContrastiveModel(nn.Module):
     # setup (not compact) so that methods such as
     # `model.apply(v, x, method=lambda m, x: m.head(m.encoder(x), return_hidden=True))`
     # can reach the submodules.
-    self.encoder = ResNet(
-        self.depth, width_multiplier=self.width_multiplier, cifar_stem=self.cifar_stem,
-        axis_name=self.axis_name, bn_momentum=self.bn_momentum,
-        zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width,
-        conv_impl=self.conv_impl, bn_fast_variance=self.bn_fast_variance)
+    if self.arch == "vit":
+      self.encoder = ViT(**(self.vit or {}), dtype=self.dtype, axis_name=self.axis_name)
+    else:
+      self.encoder = ResNet(
+          self.depth, width_multiplier=self.width_multiplier, cifar_stem=self.cifar_stem,
+          axis_name=self.axis_name, bn_momentum=self.bn_momentum,
+          zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width,
+          conv_impl=self.conv_impl, bn_fast_variance=self.bn_fast_variance)
     self.head = ProjectionHead(
         num_layers=self.head_layers, hidden_dim=self.head_hidden_dim, out_dim=self.proj_dim,
         axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
