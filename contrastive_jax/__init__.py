@@ -16,7 +16,7 @@ The public API, by module:
 from contrastive_jax.augment import SimCLRAugment, center_crop, random_crop_and_flip, simclr_augment
 from contrastive_jax.losses import byol_loss, clip_loss, info_nce, nt_xent, nt_xent_with_metrics, siglip_loss, supcon
 from contrastive_jax import methods
-from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, SimCLRModel
+from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, SimCLRModel, ViT
 from contrastive_jax.optim import adamw, lars, scale_learning_rate, sgd, sgd_nesterov, warmup_cosine_schedule
 from contrastive_jax.parallel import DATA_AXIS, make_data_mesh
 
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ContrastiveModel", "DATA_AXIS", "Encoder", "ProjectionHead", "ResNet", "SimCLRAugment", "SimCLRModel", "adamw", "byol_loss",
-    "clip_loss", "siglip_loss",
+    "ViT", "clip_loss", "siglip_loss",
     "center_crop", "info_nce", "lars", "load_encoder", "make_data_mesh", "nt_xent", "nt_xent_with_metrics",
     "random_crop_and_flip", "methods", "scale_learning_rate", "sgd", "sgd_nesterov", "simclr_augment", "supcon",
     "warmup_cosine_schedule",

@@ -147,7 +147,7 @@ class ProjectionHead(nn.Module):
 
 
 class ContrastiveModel(nn.Module):
-  """ResNet encoder + projection head (+ optional predictor and online linear probe).
+  """Encoder (ResNet or ViT) + projection head (+ optional predictor and online linear probe).
 
   One model for every method (contrastive_jax/methods/): SimCLR and SupCon use encoder +
   head; MoCo v3 and BYOL add a predictor on the online branch; their momentum targets are
