@@ -10,6 +10,15 @@ projector's output, zero-initialised last BN of each residual block; BYOL's augm
 with crops of 20-100% area (the host crop of variable-size images takes 8-100%).
 
 Presets: (none), 100ep; 300ep; 1000ep.
+
+ViT presets (facebookresearch/moco-v3 `CONFIG.md`, "ViT Models", and `main_moco.py` defaults):
+300 epochs, batch 4096, AdamW lr 1.5e-4 (x B/256) with weight decay 0.1 on every parameter, 40
+warmup epochs then cosine, temperature 0.2, momentum 0.99 -> 1 (`--moco-m-cos`), the random
+patch projection kept frozen (`--stop-grad-conv1`), fixed 2-D sine-cosine position embeddings
+and a class token (`vits.py`), a 3-layer projector and a 2-layer predictor (`moco/builder.py`
+MoCo_ViT), crops of 8-100% area (`--crop-min` default), bfloat16 compute.
+  vit_small   ViT-S/16: 73.2% linear top-1 (CONFIG.md).
+  vit_base    ViT-B/16: 76.7%.
 """
 
 import importlib.util
@@ -47,6 +56,22 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.augment.crop_area_range = (0.2, 1.0)
   if preset in ("", "100ep"):
     pass
+  elif preset in ("vit_small", "vit_base"):
+    config.num_epochs = 300
+    config.warmup_epochs = 40.0
+    config.optimizer = "adamw"
+    config.learning_rate = 1.5e-4
+    config.weight_decay = 0.1
+    config.temperature = 0.2
+    config.augment.crop_area_range = (0.08, 1.0)
+    config.model.zero_init_residual = False
+    config.model.arch = "vit"
+    config.model.vit_variant = preset[4:]
+    config.model.patch_size = 16
+    config.model.posemb = "sincos2d"
+    config.model.pool = "cls"
+    config.model.frozen_patch_embed = True
+    config.model.head_layers = 3
   elif preset in ("300ep", "1000ep"):
     config.num_epochs = int(preset[:-2])
     config.learning_rate = 0.3
@@ -54,7 +79,8 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
       config.weight_decay = 1.5e-6
       config.target.base_momentum = 0.996
   else:
-    raise ValueError(f"unknown preset {preset!r} for imagenet_moco_v3.py; use '100ep', '300ep' or '1000ep'.")
+    raise ValueError(f"unknown preset {preset!r} for imagenet_moco_v3.py; use '100ep', '300ep', '1000ep', "
+                     "'vit_small' or 'vit_base'.")
   return config
 
 

@@ -11,7 +11,9 @@ from contrastive_jax.cli import load_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = sorted(glob.glob(os.path.join(ROOT, "experiments", "cifar10_*.py")))
 IMAGENET = sorted(glob.glob(os.path.join(ROOT, "experiments", "imagenet_*.py")))
-SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test")]
+EXTRA = [f"{ROOT}/experiments/cifar10_moco_v3.py:{p}" for p in ("vit", "vit_cpu", "vit_test")] + [
+    f"{ROOT}/experiments/imagenet_moco_v3.py:{p}" for p in ("vit_small", "vit_base")]
+SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test")] + EXTRA
          + [p for p in IMAGENET] + [f"{p}:{preset}" for p in IMAGENET for preset in ("unknown",)])
 
 
