@@ -21,9 +21,11 @@ on every parameter, 40 warmup epochs then cosine, momentum 0.99 -> 1 (cosine), t
 2-layer predictor, fixed 2-D sine-cosine position embeddings, a class token, and a random
 patch projection that is never trained ("stop-grad conv1").
   vit       ViT-Small, patch 4 at 32 px, solo-learn's CIFAR batch and length (256, 1000 epochs).
-  vit_cpu   a ViT for 2 CPU cores: width 192 (ViT-Tiny's), 6 blocks, patch 8 (16 tokens + the
-            class token), SimCLR's cpu batch and epochs; ViT-Tiny/4 costs about 10x the cpu
-            ResNet per view, this one about 1.3x in FLOPs.
+  vit_cpu   a ViT for 2 CPU cores: width 192 (ViT-Tiny's), 4 blocks, patch 8 (16 tokens + the
+            class token), projector and predictor 1024 wide, SimCLR's cpu batch and epochs.
+            ViT-Tiny/4 costs about 10x the cpu ResNet per view; with 6 blocks and MoCo v3's
+            4096-wide heads a step took 1.8x the `cpu` ResNet's, this one 1.09x (7.2 vs 6.6 s,
+            `tools/benchmark.py --steps=3`, back to back on the shared 2 cores, 2026-11-30).
   vit_test  a few steps of a 2-block, width-32 ViT.
 """
 
@@ -84,8 +86,10 @@ def _vit_recipe(config: ml_collections.ConfigDict, preset: str) -> None:
   config.model.head_layers = 3        # moco/builder.py MoCo_ViT: 3-layer projector, 2-layer predictor
   if preset == "cpu":
     config.model.vit_variant = "tiny"
-    config.model.vit_depth = 6
+    config.model.vit_depth = 4
     config.model.patch_size = 8
+    config.model.head_hidden_dim = 1024
+    config.model.predictor_hidden_dim = 1024
   elif preset == "test":
     config.model.vit_width, config.model.vit_depth, config.model.vit_heads = 32, 2, 2
     config.model.patch_size = 8
