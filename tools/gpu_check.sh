@@ -4,8 +4,10 @@
 #   1. ResNet-50, 224 px, bf16, batch 256: views/s and MFU (tools/benchmark.py; the MFU there is
 #      against a measured 8192^2 bf16 matmul; summary.json adds the MFU against the card's nominal
 #      dense bf16 peak, 989.4 TFLOP/s for an H100 SXM).
-#   2. ResNet-18 CIFAR, batch 512: views/s (bf16, then float32 if time is left).
-#   3. Chunked NT-Xent, forward + backward, 2N = 65,536 and 262,144 (B per view 32,768 and 131,072):
+#   2. ViT-S/16, 224 px, bf16, batch 256, MoCo v3's step (experiments/imagenet_moco_v3.py:vit_small):
+#      views/s and MFU.
+#   3. ResNet-18 CIFAR, batch 512: views/s (bf16, then float32 if time is left).
+#   4. Chunked NT-Xent, forward + backward, 2N = 65,536 and 262,144 (B per view 32,768 and 131,072):
 #      time and peak GPU memory (peak_bytes_in_use, one process per size).
 #
 # Usage (repository root):
@@ -87,25 +89,32 @@ run() {
 if (( DRY )); then
   R50=(--config experiments/imagenet_simclr.py --config.batch_size=4 --config.data.host_crop=False
        --config.augment.image_size=64 --config.model.base_width=8 --steps=1 --warmup=1 --peak_size=256)
+  VIT=(--config experiments/imagenet_moco_v3.py:vit_small --config.batch_size=4 --config.data.host_crop=False
+       --config.augment.image_size=64 --config.model.vit_width=32 --config.model.vit_depth=1
+       --config.model.vit_heads=2 --config.model.head_hidden_dim=32 --config.model.predictor_hidden_dim=32
+       --steps=1 --warmup=1 --peak_size=256)
   R18=(--config experiments/cifar10_simclr.py --config.batch_size=8 --config.model.base_width=8
        --steps=1 --warmup=1 --peak_size=256)
   LOSS_SIZES="512 1024"; LOSS_CHUNK=256
 else
   R50=(--config experiments/imagenet_simclr.py --config.batch_size=256 --config.data.host_crop=False
        --config.augment.image_size=224 --config.model.dtype=bfloat16 --steps=10 --warmup=2)
-  R18=(--config experiments/cifar10_simclr.py --config.batch_size=512 --steps=20 --warmup=2)
+  VIT=(--config experiments/imagenet_moco_v3.py:vit_small --config.batch_size=256 --config.data.host_crop=False
+       --config.augment.image_size=224 --config.model.dtype=bfloat16 --steps=10 --warmup=2)
+  R18=(--config experiments/cifar10_simclr.py --config.batch_size=512 --steps=15 --warmup=2)
   LOSS_SIZES="32768 131072"; LOSS_CHUNK=4096
 fi
 
-run resnet50_224_bf16_b256 200 "${R50[@]}"
-run resnet18_cifar_bf16_b512 100 "${R18[@]}" --config.model.dtype=bfloat16
-run resnet18_cifar_f32_b512 70 "${R18[@]}" --config.model.dtype=float32
+run resnet50_224_bf16_b256 150 "${R50[@]}"
+run vit_s16_224_bf16_b256_mocov3 110 "${VIT[@]}"
+run resnet18_cifar_bf16_b512 80 "${R18[@]}" --config.model.dtype=bfloat16
+run resnet18_cifar_f32_b512 50 "${R18[@]}" --config.model.dtype=float32
 
 # ------------------------------------------------------------------ chunked loss
 for B in $LOSS_SIZES; do
   avail=$(left)
   if (( avail < 20 )); then log "skip loss B=$B: ${avail}s of budget left"; continue; fi
-  limit=$(( avail < 90 ? avail : 90 ))
+  limit=$(( avail < 60 ? avail : 60 ))
   log "start loss B=$B per view (2N=$((2 * B))), chunk $LOSS_CHUNK (limit ${limit}s)"
   timeout "$limit" "$PY" - "$B" "$LOSS_CHUNK" "$OUT/loss_2N_$((2 * B)).json" > "$OUT/loss_2N_$((2 * B)).log" 2>&1 <<'EOF'
 import json, statistics, sys, time
