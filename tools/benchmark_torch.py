@@ -34,8 +34,8 @@ import datetime
 import json
 import platform
 import statistics
-import time
 
+import timing  # tools/ is this script's directory, hence on sys.path
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -220,13 +220,7 @@ def main() -> None:
     opt.step()
     return float(loss)
 
-  for _ in range(args.warmup):
-    step()
-  times = []
-  for _ in range(args.steps):
-    t0 = time.perf_counter()
-    loss = step()
-    times.append(time.perf_counter() - t0)
+  times, loss = timing.step_seconds(step, warmup=args.warmup, steps=args.steps)
   median = statistics.median(times)
   result = {
       "pairs_per_sec": n / median, "views_per_sec": 2 * n / median, "step_time_s_median": median,

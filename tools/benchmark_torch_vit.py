@@ -25,8 +25,8 @@ import datetime
 import json
 import platform
 import statistics
-import time
 
+import timing  # tools/ is this script's directory, hence on sys.path
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -116,13 +116,7 @@ def main() -> None:
     model.ema(0.99)
     return float(loss)
 
-  for _ in range(args.warmup):
-    step()
-  times = []
-  for _ in range(args.steps):
-    t0 = time.perf_counter()
-    loss = step()
-    times.append(time.perf_counter() - t0)
+  times, loss = timing.step_seconds(step, warmup=args.warmup, steps=args.steps)
   median = statistics.median(times)
   encoder_params = sum(q.numel() for q in model.encoder.parameters())
   print(f"torch {torch.__version__}, timm {model.timm_version}, {args.threads} threads: ViT width {args.width}, "

@@ -20,3 +20,18 @@ def best_seconds(fn: Callable[..., Any], *args: Any, repeats: int = 3) -> float:
     jax.block_until_ready(fn(*args))
     best = min(best, time.perf_counter() - t0)
   return best
+
+
+def step_seconds(step: Callable[[], Any], *, warmup: int, steps: int) -> tuple[list[float], Any]:
+  """Wall times of `steps` calls of a synchronous `step()` after `warmup` untimed ones, and its last result.
+
+  For eager frameworks (the PyTorch anchors) whose step returns only when its work is done.
+  """
+  for _ in range(warmup):
+    step()
+  times, out = [], None
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    out = step()
+    times.append(time.perf_counter() - t0)
+  return times, out
