@@ -4,6 +4,8 @@
 # experiments/results/cifar10_cpu_methods.json (tools/record_methods.py). Rerunning resumes an
 # interrupted run and skips a method whose runs/<method>_cpu/eval.json exists.
 #   bash tools/cpu_methods.sh [method ...]      (default: all five; the first evaluation runs the baselines unless they are recorded)
+# moco_v3_vit is MoCo v3 with the `vit_cpu` ViT (issue 14); its random-init baselines are the ViT's,
+# evaluated with it and recorded inside its row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10}
@@ -16,12 +18,19 @@ mkdir -p runs
 for m in "${methods[@]}"; do
   w=runs/${m}_cpu
   cfg=experiments/cifar10_${m}.py:cpu
+  record=(--method "$m")
+  if [ "$m" = moco_v3_vit ]; then
+    cfg=experiments/cifar10_moco_v3.py:vit_cpu
+    record+=(--baselines_in_row)
+  fi
+  b=$baselines
+  [ "$m" = moco_v3_vit ] && b=True
   train="python -m contrastive_jax.train --config $cfg --workdir $w --config.data.image_folder=$DATA"
-  eval="python -m contrastive_jax.evaluate --config $cfg --workdir $w --config.data.image_folder=$DATA --config.eval.baselines=$baselines"
+  eval="python -m contrastive_jax.evaluate --config $cfg --workdir $w --config.data.image_folder=$DATA --config.eval.baselines=$b"
   if [ ! -f "$w/eval.json" ]; then
     $train >> "$w.train.log" 2>&1
     $eval > "$w.eval.log" 2>&1
   fi
-  python tools/record_methods.py --method "$m" --workdir "$w" --train_log "$w.train.log" --command "$train && $eval"
-  baselines=False
+  python tools/record_methods.py "${record[@]}" --workdir "$w" --train_log "$w.train.log" --command "$train && $eval"
+  [ "$m" = moco_v3_vit ] || baselines=False
 done

@@ -25,6 +25,9 @@ def main() -> None:
   parser.add_argument("--out", default="experiments/results/cifar10_cpu_methods.json")
   parser.add_argument("--hardware", default=f"{platform.machine()} CPU, {os.cpu_count()} cores")
   parser.add_argument("--note", default="", help="conditions worth knowing (e.g. the machine was shared)")
+  parser.add_argument("--baselines_in_row", action="store_true",
+                      help="record this evaluation's random-init figures inside the method's row (another "
+                           "encoder, e.g. a ViT) instead of as the top-level baselines")
   args = parser.parse_args()
   with open(os.path.join(args.workdir, "eval.json"), encoding="utf-8") as f:
     ev = json.load(f)
@@ -45,7 +48,11 @@ def main() -> None:
   if args.note:
     record["methods"][args.method]["note"] = args.note
   for key in ("random_knn_top1", "random_linear_top1", "pixels_knn_top1", "pixels_linear_top1"):
-    if key in ev:
+    if key not in ev:
+      continue
+    if args.baselines_in_row and key.startswith("random_"):
+      record["methods"][args.method][key] = ev[key]
+    elif not args.baselines_in_row:
       record[key] = ev[key]
   with open(args.out, "w", encoding="utf-8") as f:
     json.dump(record, f, indent=2)
