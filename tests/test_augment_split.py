@@ -1,0 +1,151 @@
+"""Splitting augment.py into a package changed no number (issue 13, part 1).
+
+`tests/data/augment_before_split.npz` holds the outputs of every augmentation
+path (presets, crop paths, chunk loops, per-op functions, tf.data host crops)
+for fixed keys on fixed uint8 inputs, recorded with the single-module
+augment.py before the split. The test recomputes them and requires equality
+to the bit.
+
+Recorded on XLA:CPU (accelerators compile other kernels), with:
+  PYTHONPATH=. python tests/test_augment_split.py
+Rerun that only on purpose: the file is the reference.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from contrastive_jax import augment as A
+
+DATA = pathlib.Path(__file__).resolve().parent / "data" / "augment_before_split.npz"
+
+
+def _uint8(n: int, h: int, w: int, seed: int) -> np.ndarray:
+  return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def _float(images: np.ndarray) -> jax.Array:
+  return jnp.asarray(images, jnp.float32) / 255.0
+
+
+def _encoded(fmt: str) -> bytes:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  y, x = np.mgrid[0:60, 0:80]
+  noise = np.random.default_rng(5).integers(0, 40, (60, 80, 3))
+  img = (np.stack([3 * y, 2 * x, x + y], -1) + noise).clip(0, 255).astype(np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(img).save(buf, format=fmt)
+  return buf.getvalue()
+
+
+def _device_views() -> dict[str, np.ndarray]:
+  """Every on-device path, for fixed keys on fixed uint8 inputs."""
+  key = jax.random.PRNGKey(13)
+  keys3 = jax.random.split(jax.random.PRNGKey(21), 3)
+  x32 = _float(_uint8(4, 32, 32, 0))
+  x40 = _float(_uint8(2, 40, 40, 1))
+  x48 = _float(_uint8(2, 48, 48, 2))
+  x56 = _float(_uint8(2, 56, 64, 3))
+  x80 = _float(_uint8(1, 80, 96, 4))
+  x16 = _float(_uint8(4, 16, 16, 5))
+  x8 = _float(_uint8(2, 8, 8, 6)) * 1.4 - 0.2  # colour ops also see values outside [0, 1]
+  cifar = A.SimCLRAugment.cifar10
+  imagenet = A.SimCLRAugment.imagenet
+  views = {
+      # Presets: CIFAR-10 (no blur) and ImageNet-style (blur on) at small sizes.
+      "cifar10": A.simclr_augment(key, x32, cifar()),
+      "cifar10_multiplicative": A.simclr_augment(key, x32[:2], cifar(multiplicative_brightness=True)),
+      "cifar10_byol_jitter": A.simclr_augment(key, x32[2:], cifar(jitter=(0.4, 0.4, 0.2, 0.1))),
+      "cifar10_bilinear": A.simclr_augment(key, x40, cifar(resize_method="bilinear")),
+      # Chunk loops with a tail chunk: in place (32 -> 32) and lax.map (32 -> 24).
+      "cifar10_chunked": A.simclr_augment(keys3, x32[1:],
+                                          cifar(chunk_images=2)),
+      "cifar10_24_chunked": A.simclr_augment(keys3, x32[1:],
+                                             cifar(image_size=24, chunk_images=2)),
+      "typed_keys": A.simclr_augment(jax.random.wrap_key_data(keys3[:2]), x16[:2],
+                                     cifar(image_size=16)),
+      "simclr_augment_one": A.simclr_augment_one(key, x16[2], cifar(image_size=16)),
+      "imagenet48_crop": A.simclr_augment(key, x56, imagenet(image_size=48)),
+      "imagenet48_no_crop": A.simclr_augment(key, x48, imagenet(image_size=48, crop=False)),
+      "imagenet48_solarize": A.simclr_augment(
+          key, x56, imagenet(image_size=48, solarize_p=0.5, blur_padding="zeros")),
+      "imagenet72_crop": A.simclr_augment(key, x80, imagenet(image_size=72)),  # gathered columns
+      "random_crop_and_flip_size": A.random_crop_and_flip(key, x40, 32),
+      "random_crop_and_flip_config": A.random_crop_and_flip(key, x56, imagenet(image_size=48)),
+      "center_crop_48": A.center_crop(x56[:1], 48),
+      "center_crop_32": A.center_crop(x40[:1, :, :36], 32),  # size <= 32: whole image, resized
+      "center_crop_40_bilinear": A.center_crop(x48[:1], 40, method="bilinear"),
+      # Per-op functions.
+      "color_jitter": A.color_jitter(key, x16, 1.0),
+      "color_jitter_multiplicative": A.color_jitter(key, x16, 0.5, p=1.0,
+                                                    multiplicative_brightness=True),
+      "random_gaussian_blur": A.random_gaussian_blur(key, x16, p=0.75),
+      "random_gaussian_blur_zeros": A.random_gaussian_blur(key, x16, p=1.0, padding="zeros",
+                                                          kernel_size=5),
+      "random_resized_crop": A.random_resized_crop(key, x56[:1], size=24),
+      "random_resized_crop_bilinear": A.random_resized_crop(key, x56[1:], size=20,
+                                                            method="bilinear"),
+      "random_flip_left_right": A.random_flip_left_right(key, x8),
+      "random_grayscale": A.random_grayscale(key, x8, p=0.5),
+      "random_solarize": A.random_solarize(key, x8, p=0.5),
+      "adjust_brightness": A.adjust_brightness(x8, jnp.asarray([-0.3, 0.2])),
+      "adjust_brightness_multiplicative": A.adjust_brightness_multiplicative(x8, 1.3),
+      "adjust_contrast": A.adjust_contrast(x8, jnp.asarray([0.4, 1.6])),
+      "adjust_saturation": A.adjust_saturation(x8, jnp.asarray([0.3, 1.8])),
+      "adjust_hue": A.adjust_hue(x8, jnp.asarray([-0.45, 0.2])),
+      "to_grayscale": A.to_grayscale(x8),
+      "solarize": A.solarize(x8, 0.4),
+      "sample_crop_boxes": A.sample_crop_boxes(key, 64, 48, 40),
+      # Hard boxes: 7 of 64 images need the extra attempts, 31 take the centre fallback.
+      "sample_crop_boxes_hard": A.sample_crop_boxes(key, 64, 24, 60, area_range=(0.5, 0.6),
+                                                    max_attempts=12),
+  }
+  return {k: np.asarray(v) for k, v in views.items()}
+
+
+def _host_crops(jpeg: bytes, png: bytes) -> dict[str, np.ndarray]:
+  """The tf.data host crops of one encoded JPEG (and one PNG)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  jpeg_t, png_t = tf.constant(jpeg), tf.constant(png)
+  seed = tf.constant([3, 4], tf.int64)
+  views = A.tf_random_crops(jpeg_t, seed, 24, ({}, {"area_range": (0.3, 1.0)}))
+  crops = {f"tf_random_crops_{v}": c for v, c in enumerate(views)}
+  crops["tf_two_crops_png"] = tf.stack(A.tf_two_crops(png_t, seed, 20))
+  # An area range below min_object_covered=0.1 always takes the centre fallback.
+  crops["tf_random_crop_fallback"] = A.tf_decode_and_random_crop(jpeg_t, seed, size=24,
+                                                                 area_range=(0.01, 0.05))
+  crops["tf_center_crop_40"] = A.tf_decode_and_center_crop(jpeg_t, 40)
+  crops["tf_center_crop_32"] = A.tf_decode_and_center_crop(jpeg_t, 32)
+  return {k: np.asarray(v) for k, v in crops.items()}
+
+
+def _compute(jpeg: bytes, png: bytes) -> dict[str, np.ndarray]:
+  return {**_device_views(), **_host_crops(jpeg, png)}
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="recorded on XLA:CPU")
+def test_views_are_bit_identical_to_the_arrays_recorded_before_the_split():
+  pytest.importorskip("tensorflow")
+  with np.load(DATA) as f:
+    want = dict(f)
+  # The encoded inputs are stored: another encoder version must not change them.
+  jpeg, png = want.pop("input_jpeg").tobytes(), want.pop("input_png").tobytes()
+  got = _compute(jpeg, png)
+  assert sorted(got) == sorted(want)
+  differ = [k for k in want if got[k].dtype != want[k].dtype or not np.array_equal(got[k], want[k])]
+  assert not differ, f"not bit-identical to the recording: {differ}"
+
+
+if __name__ == "__main__":
+  jpeg_bytes, png_bytes = _encoded("JPEG"), _encoded("PNG")
+  arrays = _compute(jpeg_bytes, png_bytes)
+  DATA.parent.mkdir(exist_ok=True)
+  np.savez_compressed(DATA, input_jpeg=np.frombuffer(jpeg_bytes, np.uint8),
+                      input_png=np.frombuffer(png_bytes, np.uint8), **arrays)
+  print(f"{DATA}: {len(arrays)} arrays, {DATA.stat().st_size / 1024:.0f} KiB")
