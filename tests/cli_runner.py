@@ -31,12 +31,13 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch_2x2(args, workdir, port):
+def launch_2x2(args, workdir, port, env_extra=None):
   """The training CLI as 2 processes with 2 CPU devices each, coordinated on 127.0.0.1:port."""
   return [run_cli("contrastive_jax.train",
                   args + [f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                           f"--process_id={i}"],
-                  env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, start_new_session=False)
+                  env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2", **(env_extra or {})},
+                  start_new_session=False)
           for i in range(2)]
 
 
