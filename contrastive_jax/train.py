@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import parameter_overview, periodic_actions
 from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import augment as augment_lib
@@ -41,7 +40,6 @@ from contrastive_jax import methods as methods_lib
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import resume as resume_lib
-from contrastive_jax import writers
 from contrastive_jax.models import vit as vit_lib
 from contrastive_jax.checkpoint import Checkpointer
 from contrastive_jax.models import ContrastiveModel
@@ -361,7 +359,10 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-read_metrics = writers.read_metrics  # also here: tests and tools call train.read_metrics(workdir)
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The rows of `workdir`'s metrics.jsonl (writers.read_metrics; also here for tests and tools)."""
+  from contrastive_jax import writers  # pylint: disable=g-import-not-at-top
+  return writers.read_metrics(workdir)
 
 
 def load_train_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
@@ -409,6 +410,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Raises NonFiniteLossError on a NaN/inf loss, without saving the bad state, and
   resume.ConfigMismatchError when `config` cannot resume the run recorded in `workdir`.
   """
+  # clu's writers import TensorFlow: only a training run needs them, not `import train` (benchmarks, GPUs).
+  from clu import parameter_overview, periodic_actions  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import writers  # pylint: disable=g-import-not-at-top
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_data_mesh()
   parallel.check_batch_divisible(config.batch_size, mesh.size)

@@ -73,6 +73,18 @@ def test_a_frozen_patch_embedding_gets_no_update_and_no_decay():
     assert bool(jnp.all(u == 0)) == f
 
 
+def test_a_frozen_patch_embedding_has_zero_gradient():
+  images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+  for frozen in (True, False):
+    vit = ViT("tiny", 8, width=16, depth=1, num_heads=2, frozen_patch_embed=frozen)
+    params = vit.init(jax.random.key(0), images)["params"]
+    assert set(params["embedding"]) == {"kernel", "bias"}  # the same names and checkpoints either way
+    grads = jax.grad(lambda p, v=vit: jnp.sum(v.apply({"params": p}, images) ** 2))(params)
+    norms = [float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads["embedding"])]
+    assert (max(norms) == 0) == frozen, (frozen, norms)
+    assert float(jnp.abs(grads["block0"]["mlp"]["fc1"]["kernel"]).sum()) > 0  # the rest still trains
+
+
 def test_moco_v3_vit_presets_build():
   for preset, width in (("vit", 384), ("vit_cpu", 192), ("vit_test", 32)):
     config = load_config(f"experiments/cifar10_moco_v3.py:{preset}")

@@ -72,6 +72,13 @@ _XLA_FLAGS = flags.DEFINE_string("xla_flags", "", "Extra XLA_FLAGS, appended bef
 _PEAK_SIZE = flags.DEFINE_integer("peak_size", 0, "Matmul size n for the peak (n x n @ n x n); 0: 4096 on CPU, "
                                   "8192 elsewhere.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "Online-probe classes (0: from config.data.dataset).")
+_FLOPS_ONLY = flags.DEFINE_bool(
+    "flops_only", False, "Print the model FLOPs per step (XLA's cost analysis of the lowered XLA-convolution "
+    "step) as JSON and exit, without compiling or running: on a CPU, the count to pass as --model_flops_per_step "
+    "on a GPU, whose cost analysis leaves out cuDNN and cuBLAS calls (docs/performance.md).")
+_MODEL_FLOPS = flags.DEFINE_float(
+    "model_flops_per_step", 0.0, "Model FLOPs per step for the MFU (0: XLA's cost analysis here). Count them with "
+    "--flops_only on a CPU for the same config.")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON result to this file.")
 _TRACE_DIR = flags.DEFINE_string(
     "trace_dir", "", "Also record a jax.profiler trace of the timed steps here (TensorBoard/Perfetto; "
@@ -190,6 +197,11 @@ def run(config: Any) -> dict[str, Any]:
     return train.distribute(
         train.make_train_step(model, tx, schedule, augs, method=method), mesh, donate=_DONATE.value)
 
+  if _FLOPS_ONLY.value:
+    flops = _cost_flops(make_step(model.clone(conv_impl="xla")).lower(state, batch, key))
+    return {"flops_per_step": flops * len(devices) if flops is not None else None, "batch_size": config.batch_size,
+            "image_size": aug.image_size, "dtype": str(config.model.dtype), "backend": backend,
+            "devices": len(devices), "jax_version": jax.__version__}
   t0 = time.perf_counter()
   compiled = make_step(model).lower(state, batch, key).compile()
   compile_s = time.perf_counter() - t0
@@ -221,6 +233,8 @@ def run(config: Any) -> dict[str, Any]:
   # CPU "devices" are slices of one host sharing its cores: the host's peak is the peak.
   peak = peak_one if backend == "cpu" else peak_one * len(devices)
   flops = flops_per_device * len(devices) if flops_per_device is not None else None
+  if _MODEL_FLOPS.value:
+    flops = _MODEL_FLOPS.value
   executed = executed_flops_per_device * len(devices) if executed_flops_per_device is not None else None
   achieved = flops / median if flops is not None else None
   m = config.model
@@ -295,6 +309,9 @@ def main(argv: list[str]) -> None:
   _setup_env()
   config = _CONFIG.value
   r = run(config)
+  if _FLOPS_ONLY.value:
+    print(json.dumps(r), flush=True)
+    return
   print(f"{r['backend']} x{r['devices']} ({r['device_kind']}), jax {r['jax_version']}, "
         f"XLA_FLAGS='{r['xla_flags']}', GLIBC_TUNABLES='{r['glibc_tunables']}'")
   encoder = (f"ViT-{r['vit_variant']}/{r['patch_size']} (width {r['vit_width']})" if r["arch"] == "vit" else

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# One prepared GPU check (issue 7), at most ~8 minutes on one H100; JSON results in $OUT.
+# One prepared GPU check (issue 7), at most ~8 minutes on one H100/H200; JSON results in $OUT.
+# Last run: experiments/results/gpu_check_h200.json (first item about 90 s, the whole script about 4 min).
 #
-#   1. ResNet-50, 224 px, bf16, batch 256: views/s and MFU (tools/benchmark.py; the MFU there is
+#   1. ViT-S/16, 224 px, bf16, batch 256, MoCo v3's step (experiments/imagenet_moco_v3.py:vit_small):
+#      views/s and MFU.
+#   2. ResNet-50, 224 px, bf16, batch 256: views/s and MFU (tools/benchmark.py; the MFU there is
 #      against a measured 8192^2 bf16 matmul; summary.json adds the MFU against the card's nominal
 #      dense bf16 peak, 989.4 TFLOP/s for an H100 SXM).
-#   2. ViT-S/16, 224 px, bf16, batch 256, MoCo v3's step (experiments/imagenet_moco_v3.py:vit_small):
-#      views/s and MFU.
 #   3. ResNet-18 CIFAR, batch 512: views/s (bf16, then float32 if time is left).
 #   4. Chunked NT-Xent, forward + backward, 2N = 65,536 and 262,144 (B per view 32,768 and 131,072):
 #      time and peak GPU memory (peak_bytes_in_use, one process per size).
@@ -13,6 +14,7 @@
 # Usage (repository root):
 #   tools/gpu_check.sh              # on the GPU machine; OUT defaults to ./gpu_check_out
 #   tools/gpu_check.sh --dry-run    # or SMALL=1: tiny sizes on the CPU, to check the script itself
+#   ONLY='vit|loss' tools/gpu_check.sh   # only the items whose names match this regex (a rerun)
 #
 # Packages: the GPU image has jax (CUDA), flax, optax, chex, absl-py, orbax, but not ml_collections
 # or dm-pix, and it cannot download. Carry them as wheels in .whl/ (ignored by git via
@@ -77,6 +79,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
 # run NAME LIMIT_S ARGS...: one tools/benchmark.py run, JSON in $OUT/NAME.json, output in $OUT/NAME.log.
 run() {
   local name=$1 limit=$2; shift 2
+  if [[ -n "${ONLY:-}" && ! "$name" =~ $ONLY ]]; then return; fi
   local avail; avail=$(left)
   if (( avail < 30 )); then log "skip $name: ${avail}s of budget left"; return; fi
   (( limit > avail )) && limit=$avail
@@ -97,21 +100,27 @@ if (( DRY )); then
        --steps=1 --warmup=1 --peak_size=256)
   LOSS_SIZES="512 1024"; LOSS_CHUNK=256
 else
+  # Model FLOPs per step, counted on a CPU with the same flags plus --flops_only (jax 0.10.2): XLA:GPU's cost
+  # analysis leaves out cuDNN and cuBLAS calls, so the MFU needs the CPU's count. Recount if a model changes.
   R50=(--config experiments/imagenet_simclr.py --config.batch_size=256 --config.data.host_crop=False
-       --config.augment.image_size=224 --config.model.dtype=bfloat16 --steps=10 --warmup=2)
+       --config.augment.image_size=224 --config.model.dtype=bfloat16 --steps=10 --warmup=2
+       --model_flops_per_step=12187332509696)
   VIT=(--config experiments/imagenet_moco_v3.py:vit_small --config.batch_size=256 --config.data.host_crop=False
-       --config.augment.image_size=224 --config.model.dtype=bfloat16 --steps=10 --warmup=2)
-  R18=(--config experiments/cifar10_simclr.py --config.batch_size=512 --steps=15 --warmup=2)
+       --config.augment.image_size=224 --config.model.dtype=bfloat16 --steps=10 --warmup=2
+       --model_flops_per_step=19213242597376)
+  R18=(--config experiments/cifar10_simclr.py --config.batch_size=512 --steps=15 --warmup=2
+       --model_flops_per_step=2978353250304)
   LOSS_SIZES="32768 131072"; LOSS_CHUNK=4096
 fi
 
-run resnet50_224_bf16_b256 150 "${R50[@]}"
 run vit_s16_224_bf16_b256_mocov3 110 "${VIT[@]}"
+run resnet50_224_bf16_b256 150 "${R50[@]}"
 run resnet18_cifar_bf16_b512 80 "${R18[@]}" --config.model.dtype=bfloat16
 run resnet18_cifar_f32_b512 50 "${R18[@]}" --config.model.dtype=float32
 
 # ------------------------------------------------------------------ chunked loss
 for B in $LOSS_SIZES; do
+  if [[ -n "${ONLY:-}" && ! "loss_2N_$((2 * B))" =~ $ONLY ]]; then continue; fi
   avail=$(left)
   if (( avail < 20 )); then log "skip loss B=$B: ${avail}s of budget left"; continue; fi
   limit=$(( avail < 60 ? avail : 60 ))
@@ -182,3 +191,5 @@ for name, r in summary.items():
   print(name, {k: r[k] for k in keys if k in r})
 EOF
 log "done in $((SECONDS - START))s; results in $OUT"
+# The device tool returns at most 8 files: everything also goes back as one archive.
+tar -czf /tmp/gpu_check_all.tgz -C "$OUT" . && mv /tmp/gpu_check_all.tgz "$OUT/all.tgz"

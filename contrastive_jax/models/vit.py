@@ -82,8 +82,9 @@ class ViT(nn.Module):
     patch_size: side of the square patches; it must divide the image side.
     posemb: "learn" (N(0, 0.02^2), timm) or "sincos2d" (fixed, no parameters; MoCo v3).
     pool: "cls" (a class token's output) or "gap" (the mean of the patch tokens; no class token).
-    frozen_patch_embed: MoCo v3's random patch projection: `embedding` keeps its init
-      (the optimiser masks it, see `frozen_params`).
+    frozen_patch_embed: MoCo v3's random patch projection: `embedding` keeps its init. Its
+      gradient is zero (stop_gradient) and `optim` masks it (`frozen_params`) so that weight
+      decay does not move it either.
     dtype: compute dtype; parameters float32; features `output_dtype(dtype)`.
     axis_name: unused (no BatchNorm); accepted so that encoders are interchangeable.
     width, depth, num_heads: override the variant's (a smaller ViT for CPUs).
@@ -140,7 +141,11 @@ class ViT(nn.Module):
       raise ValueError(f"ViT expects images [B, H, W, C] with H and W multiples of patch_size={self.patch_size}; "
                        f"got shape {x.shape}. Choose a patch size that divides the image size.")
     d = self.features
-    x = nn.Conv(d, (self.patch_size,) * 2, strides=(self.patch_size,) * 2, padding="VALID", dtype=self.dtype,
+    conv = nn.Conv
+    if self.frozen_patch_embed:  # zero gradients too, so that any optimiser (not only ours, masked) leaves it
+      conv = nn.map_variables(nn.Conv, "params", trans_in_fn=lambda v: jax.tree.map(jax.lax.stop_gradient, v),
+                              init=True)
+    x = conv(d, (self.patch_size,) * 2, strides=(self.patch_size,) * 2, padding="VALID", dtype=self.dtype,
                 param_dtype=jnp.float32, kernel_init=nn.initializers.xavier_uniform(), name="embedding")(
                     jnp.asarray(x, self.dtype))
     b, h, w, _ = x.shape
