@@ -6,7 +6,8 @@ Where each step runs
   runs on device in one jitted call, `simclr_augment(key, images, config)`:
   random resized crop -> horizontal flip -> colour jitter -> grayscale ->
   Gaussian blur -> solarize (the order of google-research/simclr, blur last as
-  in its `batch_random_blur`).
+  in its `batch_random_blur`), with an optional rotation after the flip
+  (`rotate_p`, off in the presets).
 * Variable-size datasets (ImageNet-like): the crop must happen while each image
   still has its own size, so it runs on the host in tf.data
   (`tf_decode_and_random_crop` / `tf_two_crops`, fused with JPEG decoding via
@@ -36,6 +37,8 @@ Modules
   the reference the fused pipeline is tested against.
 * `crop`: crop boxes, the crop + resize kernels, `random_resized_crop`,
   `center_crop`.
+* `rotation`: `rotate` and `random_rotate`, bilinear about the centre with
+  constant corners (scipy.ndimage.rotate's angle sign and numbers).
 * `color`: the RGB <-> (hue, min, max) pair and the fused colour-jitter program.
 * `pipeline`: `SimCLRAugment`, `simclr_augment`, `random_crop_and_flip`.
 * `fusion`: XLA:CPU fusion barriers and the chunk loop (speed only).
@@ -59,6 +62,7 @@ from contrastive_jax.augment.ops import (adjust_brightness, adjust_brightness_mu
                                          solarize, to_grayscale)
 from contrastive_jax.augment.pipeline import (SimCLRAugment, random_crop_and_flip, simclr_augment,
                                               simclr_augment_one)
+from contrastive_jax.augment.rotation import random_rotate, rotate
 
 # Private helpers that tests/test_augment.py checks directly.
 _TESTED_INTERNALS = (_cpu_token, _crop_resize, _jitter_params, _jitter_planar, _planar_crop,
@@ -69,7 +73,7 @@ __all__ = [
     "adjust_contrast", "adjust_hue", "adjust_saturation", "blur_kernel_size",
     "center_crop", "color_jitter", "per_image_keys", "random_crop_and_flip",
     "random_flip_left_right", "random_gaussian_blur", "random_grayscale",
-    "random_resized_crop", "random_solarize", "sample_crop_boxes",
+    "random_resized_crop", "random_rotate", "random_solarize", "rotate", "sample_crop_boxes",
     "simclr_augment", "simclr_augment_one", "solarize", "tf_decode_and_center_crop",
     "tf_decode_and_random_crop", "tf_random_crops", "tf_two_crops", "to_grayscale",
 ]

@@ -1,10 +1,11 @@
 """The view pipeline: `SimCLRAugment` and `simclr_augment`, one jitted call per view.
 
 crop -> flip -> colour jitter -> grayscale -> Gaussian blur -> solarize (the
-order of google-research/simclr, blur last as in its `batch_random_blur`).
-Every per-image draw comes from one vector of uniforms per image (`_draws`),
-so an image's view depends only on its key, not on the batch size, the
-chunking or the device count.
+order of google-research/simclr, blur last as in its `batch_random_blur`),
+with an optional rotation after the flip (off in the presets). Every
+per-image draw comes from one vector of uniforms per image (`_draws`; the
+rotation's from a stream of its own), so an image's view depends only on its
+key, not on the batch size, the chunking or the device count.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contrastive_jax.augment.crop import (_boxes_from_uniforms, _crop_resize, _c
 from contrastive_jax.augment.fusion import _chunk_size, _cpu_token, _map_chunks
 from contrastive_jax.augment.keys import _check_batch, _split_each, _uniforms, per_image_keys
 from contrastive_jax.augment.ops import _blur_params, _blur_planar, blur_kernel_size
+from contrastive_jax.augment.rotation import _check_number, _rotate_draws, _rotate_planar
 
 Array = jax.Array
 
@@ -40,6 +42,10 @@ class SimCLRAugment:
     crop_max_attempts: candidate boxes before the centre-crop fallback.
     resize_method: 'bicubic' (SimCLR) or 'bilinear'.
     flip_p: horizontal flip probability.
+    rotate_p: probability of a rotation after the crop and flip (0, the default,
+      leaves it out of the program: the SimCLR presets have none).
+    rotate_max_degrees: rotation angle ~ U[-rotate_max_degrees, rotate_max_degrees]
+      degrees, bilinear about the centre, corners filled with 0 (see `rotate`).
     jitter_strength: colour jitter strength s: brightness, contrast and saturation 0.8 s,
       hue 0.2 s (SimCLR).
     jitter: (brightness, contrast, saturation, hue) ranges that replace SimCLR's ones from
@@ -63,6 +69,8 @@ class SimCLRAugment:
   crop_max_attempts: int = 100
   resize_method: str = "bicubic"
   flip_p: float = 0.5
+  rotate_p: float = 0.0
+  rotate_max_degrees: float = 0.0
   jitter_strength: float = 1.0
   jitter: tuple[float, float, float, float] | None = None
   jitter_p: float = 0.8
@@ -115,6 +123,12 @@ def _crop_or_flip(images: Array, boxes: Array | None, config: SimCLRAugment,
   return jnp.where(flip[:, None, None, None], x[..., ::-1], x)
 
 
+def _check_rotate_config(config: SimCLRAugment, name: str) -> None:
+  _check_number(config.rotate_p, name, "config.rotate_p (a probability)", lo=0.0, hi=1.0)
+  _check_number(config.rotate_max_degrees, name, "config.rotate_max_degrees (degrees, >= 0)",
+                lo=0.0)
+
+
 _FLAT_POINTWISE_MAX = 64  # image sides up to this run the pointwise ops on [B, 3, S * S]
 
 
@@ -125,7 +139,12 @@ def _draws(keys: Array, images: Array, config: SimCLRAugment) -> dict[str, Any]:
   grayscale | blur (2) | solarize] whatever the config, so that
   `random_crop_and_flip` draws the same crops and flips for the same keys.
   Drawn before the chunk loop, in one go (threefry's cost per call on CPU).
+  The rotation draws from fold_in(key, _ROTATE_STREAM), so switching it on
+  changes none of the others.
   """
+  rotate = None
+  if config.rotate_p > 0:  # from the unsplit per-image keys
+    rotate = _rotate_draws(keys, config.rotate_p, config.rotate_max_degrees)
   keys = _split_each(keys, 2)  # [:, 0] the uniforms, [:, 1] the rare extra crop attempts
   n_crop = _crop_uniforms(config.crop_max_attempts)
   u = _uniforms(keys[:, 0], n_crop + 11)
@@ -145,6 +164,8 @@ def _draws(keys: Array, images: Array, config: SimCLRAugment) -> dict[str, Any]:
     draws["blur"] = _blur_params(u[:, 8:10], config.blur_p, config.blur_sigma_range)
   if config.solarize_p > 0:
     draws["solarize"] = u[:, 10] < config.solarize_p
+  if rotate is not None:
+    draws["rotate"] = rotate
   return draws
 
 
@@ -155,6 +176,9 @@ def _augment_chunk(draws: dict[str, Any], images: Array, config: SimCLRAugment,
   # With jitter, the crop's clip to [0, 1] is folded into the jitter's first
   # pass instead of costing a pass of its own.
   x = _crop_or_flip(images, draws.get("boxes"), config, draws["flip"], clip=not jitter)
+  if "rotate" in draws:  # geometric ops together, before the colour ops
+    apply, degrees = draws["rotate"]
+    x = jnp.where(apply[:, None, None, None], _rotate_planar(x, degrees), x)
   if config.image_size <= _FLAT_POINTWISE_MAX:
     # Pointwise ops on [c, 3, S * S]: XLA:CPU vectorises [c, 3, 32, 32] poorly.
     x = x.reshape(x.shape[:2] + (-1,))
@@ -179,8 +203,8 @@ def _augment_chunk(draws: dict[str, Any], images: Array, config: SimCLRAugment,
 def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
   """One SimCLR view of every image; call again with another key for view 2.
 
-  crop -> flip -> colour jitter -> grayscale -> blur -> solarize, each with its
-  own independent per-image draw. An image's view depends only on its key
+  crop -> flip (-> rotate when config.rotate_p > 0) -> colour jitter ->
+  grayscale -> blur -> solarize, each with its own independent per-image draw. An image's view depends only on its key
   (not on the batch size or chunking).
 
   Args:
@@ -198,6 +222,7 @@ def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
   b = images.shape[0]
   keys = per_image_keys(key, b)
   _check_crop_input(images, config, "simclr_augment")
+  _check_rotate_config(config, "simclr_augment")
   token = _cpu_token(keys)
   fn = lambda d, x: _augment_chunk(d, x, config, token)
   return _map_chunks(fn, _draws(keys, images, config), _crop_input(images, config),
@@ -244,7 +269,7 @@ def random_crop_and_flip(key: Array, images: Array, config_or_size: SimCLRAugmen
   # The same draws as simclr_augment: the same crops and flips for the same keys.
   draws = _draws(per_image_keys(key, images.shape[0]), images,
                  dataclasses.replace(config, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0,
-                                     solarize_p=0.0))
+                                     solarize_p=0.0, rotate_p=0.0))
   x = _crop_or_flip(_crop_input(images, config), draws.get("boxes"), config, draws["flip"])
   return jnp.moveaxis(x, 1, -1)
 
