@@ -332,6 +332,24 @@ def process_slice(global_batch_size: int, mesh=None) -> ProcessSlice:
   return ProcessSlice(mine[0] * per_device, len(mine) * per_device)
 
 
+def group_image_key(group: int) -> str:
+  """The batch entry of a host-cropped resolution group: "image", then "image1", "image2", ..."""
+  return "image" if group == 0 else f"image{group}"
+
+
+def crop_groups(crop_views: Sequence[dict[str, Any]], default_size: int) -> list[tuple[int, list[dict[str, Any]]]]:
+  """Consecutive host-crop views of one "size" (default `default_size`) -> [(size, [crop kwargs])]."""
+  groups: list[tuple[int, list[dict[str, Any]]]] = []
+  for view in crop_views:
+    view = dict(view)
+    size = int(view.pop("size", default_size))
+    if groups and groups[-1][0] == size:
+      groups[-1][1].append(view)
+    else:
+      groups.append((size, [view]))
+  return groups
+
+
 class TrainIterator:
   """Batches of global steps `start_step, start_step + 1, ...` for this process.
 
@@ -339,7 +357,9 @@ class TrainIterator:
   share of the global batch:
     image: uint8 [b, H, W, 3] (ArrayDataset) or [b, V, S, S, 3] (one host crop per entry of
       `crop_views`, each a dict of `augment.tf_decode_and_random_crop` arguments such as
-      area_range; SimCLR: two empty dicts);
+      area_range, plus an optional "size" (default `crop_size`); SimCLR: two empty dicts);
+    image1, image2, ...: multi-crop's later resolution groups ([b, V_g, S_g, S_g, 3]: each run
+      of consecutive crop_views of one size is a group, `crop_groups`);
     label: int32 [b];
     index: int32 [b], the row of each image in the *global* batch, from which the
       train step derives per-image augmentation keys that do not depend on the
@@ -430,10 +450,16 @@ class TrainIterator:
       return (tf.ensure_shape(images, [b]), tf.ensure_shape(labels, [b]), tf.ensure_shape(rows, [b]),
               tf.ensure_shape(seeds, [b, 2]))
 
+    groups = crop_groups(self.crop_views, self.crop_size)
+
     def load(image: Any, label: Any, row: Any, seed: Any) -> dict[str, Any]:
       encoded = tf.io.read_file(image) if ds.files else image
-      crops = tf.stack(augment.tf_random_crops(encoded, seed, self.crop_size, self.crop_views))
-      return {"image": crops, "label": label, "index": row}
+      out = {"label": label, "index": row}
+      for g, (size, views) in enumerate(groups):
+        # Group 0 keeps the image's seed, so adding small crops leaves the large ones as they were.
+        group_seed = seed if g == 0 else tf.random.experimental.stateless_fold_in(seed, g)
+        out[group_image_key(g)] = tf.stack(augment.tf_random_crops(encoded, group_seed, size, views))
+      return out
 
     options = tf.data.Options()
     if self.threads:

@@ -40,6 +40,7 @@ from contrastive_jax import methods as methods_lib
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import resume as resume_lib
+from contrastive_jax import views as views_lib
 from contrastive_jax.models import vit as vit_lib
 from contrastive_jax.checkpoint import Checkpointer
 from contrastive_jax.models import ContrastiveModel
@@ -88,41 +89,10 @@ def vit_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
           "depth": int(m.get("vit_depth", 0)) or None, "num_heads": int(m.get("vit_heads", 0)) or None}
 
 
-_AUGMENT_FIELDS = {f.name for f in dataclasses.fields(augment_lib.SimCLRAugment)}
-
-
-def _augment_overrides(fields: Any, where: str) -> dict[str, Any]:
-  fields = dict(fields)
-  unknown = sorted(set(fields) - _AUGMENT_FIELDS)
-  if unknown:
-    raise ValueError(f"{where} has unknown augmentation fields {unknown}; use fields of SimCLRAugment: "
-                     f"{sorted(_AUGMENT_FIELDS - {'crop'})}.")
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-
-
-def augment_config(config: ml_collections.ConfigDict) -> augment_lib.SimCLRAugment:
-  """The base view: the preset, then every other field of config.augment (SimCLRAugment names)."""
-  a = config.augment
-  presets = {"cifar10": augment_lib.SimCLRAugment.cifar10, "imagenet": augment_lib.SimCLRAugment.imagenet}
-  if a.preset not in presets:
-    raise ValueError(f"unknown config.augment.preset {a.preset!r}; use one of {sorted(presets)}.")
-  fields = {k: v for k, v in a.to_dict().items() if k not in ("preset", "views")}
-  return dataclasses.replace(presets[a.preset](), **_augment_overrides(fields, "config.augment"),
-                             crop=not config.data.host_crop)
-
-
-def view_configs(config: ml_collections.ConfigDict) -> tuple[augment_lib.SimCLRAugment, ...]:
-  """One SimCLRAugment per view: config.augment.views[v] overrides fields of the base view."""
-  base = augment_config(config)
-  views = config.augment.get("views", ({}, {}))
-  return tuple(dataclasses.replace(base, **_augment_overrides(v, f"config.augment.views[{i}]"))
-               for i, v in enumerate(views))
-
-
-def host_crop_views(augs: Sequence[augment_lib.SimCLRAugment]) -> tuple[dict[str, Any], ...]:
-  """Each view's host-crop arguments (variable-size datasets): its crop area and aspect ranges."""
-  return tuple({"area_range": tuple(a.crop_area_range), "aspect_ratio_range": tuple(a.aspect_ratio_range)}
-               for a in augs)
+# Views as configuration live in contrastive_jax/views.py; these names stay here for callers of train.
+augment_config = views_lib.augment_config
+view_configs = views_lib.view_configs
+host_crop_views = views_lib.host_crop_views
 
 
 def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
@@ -199,35 +169,55 @@ def init_state(model: ContrastiveModel, tx: optax.GradientTransformation, key: j
                     opt_state=tx.init(params), method_state=method_state)
 
 
+def view_keys(key: jax.Array, step: jax.Array, index: jax.Array, num_views: int) -> jax.Array:
+  """Per-image, per-view augmentation keys [b, num_views] from (key, step, global row, view).
+
+  `split` is prefix-stable, so views 0 and 1 get the same keys whatever num_views is:
+  adding multi-crop's small crops leaves SimCLR's two views as they were.
+  """
+  step_key = jax.random.fold_in(key, step)
+  return jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i), num_views))(index)
+
+
 def _views(batch: Batch, keys: jax.Array, augs: Sequence[augment_lib.SimCLRAugment],
            dtype: Any = jnp.float32) -> tuple[jax.Array, ...]:
-  """The augmented `dtype` views from a uint8 batch ([b,H,W,3], or [b,V,S,S,3] from host crops)."""
-  images = batch["image"].astype(dtype) / 255.0
-  if images.ndim == 5:
-    if images.shape[1] != len(augs):
-      raise ValueError(f"host crops give {images.shape[1]} views per image, the method needs {len(augs)}; "
-                       "set config.data.host_crop=False or use a two-view method.")
-    return tuple(augment_lib.simclr_augment(keys[:, v], images[:, v], aug) for v, aug in enumerate(augs))
-  return tuple(augment_lib.simclr_augment(keys[:, v], images, aug) for v, aug in enumerate(augs))
+  """The augmented `dtype` views, each at its view's size, from a uint8 batch: [b,H,W,3], or host
+  crops [b,V_g,S_g,S_g,3] per resolution group in "image", "image1", ... (`data.crop_groups`)."""
+  if batch["image"].ndim == 4:
+    images = batch["image"].astype(dtype) / 255.0
+    return tuple(augment_lib.simclr_augment(keys[:, v], images, aug) for v, aug in enumerate(augs))
+  views = []
+  for g, (start, stop) in enumerate(views_lib.resolution_groups([a.image_size for a in augs])):
+    name = data_lib.group_image_key(g)
+    crops = batch.get(name)
+    if crops is None or crops.shape[1] != stop - start:
+      got = "none" if crops is None else crops.shape[1]
+      raise ValueError(f"host crops: batch[{name!r}] has {got} views of {augs[start].image_size} px, the method "
+                       f"needs {stop - start}; build TrainIterator with crop_views=host_crop_views(augs), or set "
+                       "config.data.host_crop=False.")
+    crops = crops.astype(dtype) / 255.0
+    views += [augment_lib.simclr_augment(keys[:, v], crops[:, v - start], augs[v]) for v in range(start, stop)]
+  return tuple(views)
 
 
 def _forward(model: ContrastiveModel, variables: dict[str, Any], views: Sequence[jax.Array], per_view_bn: bool,
              method: Any = None) -> tuple[dict[str, tuple[jax.Array, ...]], Any]:
   """Train-mode outputs per view and the new batch_stats.
 
-  All views as one batch (BN over all of them), or one view at a time, each updating the
-  running averages in turn (as a PyTorch module called once per view).
+  All views of one size as one batch (BN over all of them; multi-crop: one batch per
+  resolution group, in turn), or one view at a time, each updating the running averages in
+  turn (as a PyTorch module called once per view).
   """
   apply = lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"], method=method)
-  if not per_view_bn:
-    out, new = apply(variables, jnp.concatenate(views))
-    return {k: tuple(jnp.split(v, len(views))) for k, v in out.items()}, new["batch_stats"]
-  outs, stats = [], variables["batch_stats"]
-  for x in views:
-    out, new = apply({**variables, "batch_stats": stats}, x)
-    outs.append(out)
+  groups = ([(v, v + 1) for v in range(len(views))] if per_view_bn else
+            views_lib.resolution_groups([x.shape[1] for x in views]))
+  outs, stats = {}, variables["batch_stats"]
+  for start, stop in groups:
+    out, new = apply({**variables, "batch_stats": stats}, jnp.concatenate(views[start:stop]))
+    for k, v in out.items():
+      outs.setdefault(k, []).extend(jnp.split(v, stop - start))
     stats = new["batch_stats"]
-  return {k: tuple(o[k] for o in outs) for k in outs[0]}, stats
+  return {k: tuple(v) for k, v in outs.items()}, stats
 
 
 def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, schedule: optax.Schedule,
@@ -259,19 +249,22 @@ def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, s
                      f"{method.predictor_layers} (config.model.predictor_layers).")
   probe = model.num_probe_classes > 0
   dtype = state_dtype(model)
+  num_large = views_lib.num_large_views(augs)
+  if method.num_large_views != (num_large if num_large < len(augs) else None):
+    raise ValueError(f"{method.name} was built for {method.num_large_views} large crops; the views have {num_large} "
+                     "(create the method and the views from the same config).")
 
   def mean(x):
     return jax.lax.pmean(x, axis_name) if axis_name else x
 
   def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
-    step_key = jax.random.fold_in(key, state.step)
-    keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i), len(augs)))(batch["index"])
-    views = _views(batch, keys, augs, dtype)
-    labels = jnp.concatenate([batch["label"]] * len(views))
+    views = _views(batch, view_keys(key, state.step, batch["index"], len(augs)), augs, dtype)
+    large = views[:num_large]  # multi-crop: the target and the probe see the large crops only
+    labels = jnp.concatenate([batch["label"]] * len(large))
     target = target_stats = None
     if method.target:
       t = state.method_state[methods_lib.TARGET]
-      target, target_stats = _forward(model, dict(t), views, method.per_view_bn, method=ContrastiveModel.project)
+      target, target_stats = _forward(model, dict(t), large, method.per_view_bn, method=ContrastiveModel.project)
       target = jax.lax.stop_gradient(target)
 
     def loss_fn(params):
@@ -282,7 +275,7 @@ def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, s
       loss = mean(loss)
       total = loss
       if probe:
-        logits = jnp.concatenate(out["probe_logits"]).astype(dtype)
+        logits = jnp.concatenate(out["probe_logits"][:num_large]).astype(dtype)
         valid = labels >= 0
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
         n_valid = jnp.maximum(mean(jnp.sum(valid).astype(dtype)), 1.0)

@@ -9,12 +9,27 @@ Presets, selected as `--config experiments/cifar10_simclr.py:<preset>`:
   (none)  the published recipe above.
   cpu     about 30 minutes on a 2-core CPU: a narrow ResNet-18 (base_width 16), 3 epochs.
   test    a few steps on a handful of images, for tests and smoke runs.
+  multicrop, multicrop_cpu, multicrop_test
+          the same with multi-crop views (issue 13; SwAV's multi-crop, solo-learn's CIFAR
+          numbers): 2 x 32 px crops of area (0.14, 1) and 4 x 16 px crops of area (0.05, 0.14),
+          all cut on device from each source image. Every crop is a positive of the other crops
+          of its image (supcon's multi-view form without labels).
 """
 
 import ml_collections
 
 
+MULTICROP_VIEWS = (
+    *[{"crop_area_range": (0.14, 1.0)}] * 2,
+    *[{"image_size": 16, "crop_area_range": (0.05, 0.14)}] * 4,
+)
+
+
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
+  if preset.startswith("multicrop"):
+    config = get_config(preset[len("multicrop"):].lstrip("_"))
+    config.augment.views = MULTICROP_VIEWS
+    return config
   config = ml_collections.ConfigDict()
   config.method = "simclr"           # contrastive_jax/methods/: simclr, supcon, moco_v2, moco_v3, byol
   config.seed = 0
@@ -149,5 +164,6 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.eval.feature_batch_size = 32
     config.eval.finetune_batch_size = 16
   elif preset:
-    raise ValueError(f"unknown preset {preset!r} for cifar10_simclr.py; use one of '', 'cpu', 'test'.")
+    raise ValueError(f"unknown preset {preset!r} for cifar10_simclr.py; use one of '', 'cpu', 'test', "
+                     "'multicrop', 'multicrop_cpu', 'multicrop_test'.")
   return config

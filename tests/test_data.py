@@ -243,5 +243,5 @@ def test_host_crops_take_each_views_area_range():
   config = load_config("experiments/cifar10_simclr.py:test")
   config.augment.views = ({}, {"crop_area_range": (0.5, 1.0)})
   got = train.host_crop_views(train.view_configs(config))
-  assert got == ({"area_range": (0.08, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)},
-                 {"area_range": (0.5, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)})
+  assert got == ({"size": 32, "area_range": (0.08, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)},
+                 {"size": 32, "area_range": (0.5, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)})

@@ -27,11 +27,19 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NEW_METHODS = ("supcon", "moco_v2", "moco_v3", "byol")
 # Each method, and MoCo v3 with a ViT encoder (its `vit_test` preset).
 CASES = NEW_METHODS + ("moco_v3_vit",)
+# The step test also runs multi-crop (2 x 32 px + small 16 px crops): SimCLR's and BYOL's.
+STEP_CASES = CASES + ("simclr_multicrop", "byol_multicrop")
 
 
 def _config(name: str, **overrides):
   if name == "moco_v3_vit":
     return cli.load_config(str(ROOT / "experiments" / "cifar10_moco_v3.py") + ":vit_test", **overrides)
+  if name == "simclr_multicrop":
+    return cli.load_config(str(ROOT / "experiments" / "cifar10_simclr.py") + ":multicrop_test", **overrides)
+  if name == "byol_multicrop":
+    config = _config("byol", **overrides)
+    config.augment.views = (*config.augment.views, *[{"image_size": 16, "crop_area_range": (0.05, 0.14)}] * 2)
+    return config
   return cli.load_config(str(ROOT / "experiments" / f"cifar10_{name}.py") + ":test", **overrides)
 
 
@@ -53,7 +61,7 @@ def test_every_method_has_a_config_and_a_method():
       assert method.name == name and len(train_lib.view_configs(config)) == method.num_views
 
 
-@pytest.mark.parametrize("method_name", CASES)
+@pytest.mark.parametrize("method_name", STEP_CASES)
 def test_step_8_devices_equals_1_device(method_name):
   """One step on 8 devices with b images each == 1 device with 8b: loss, params, BN, EMA target and queue.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contrastive_jax import views as views_lib
 from contrastive_jax.methods import byol, moco, simclr, supcon
 from contrastive_jax.methods.common import TARGET, Method, cosine_momentum, ema
 
@@ -24,21 +25,24 @@ __all__ = ["METHODS", "TARGET", "Method", "byol", "cosine_momentum", "create", "
 def create(config: Any, *, total_steps: int, axis_name: str | None) -> Method:
   """The `Method` that `config.method` names (default "simclr"), with its config fields.
 
-  Reads: temperature, loss_chunk_size, batch_size (the global batch), len(augment.views),
+  Reads: temperature, loss_chunk_size, batch_size (the global batch), augment.views (how many,
+  and multi-crop's large crops: contrastive_jax/views.py),
   model.proj_dim, model.predictor_layers; target.base_momentum / target.final_momentum
   (moco_v2, moco_v3, byol); moco.queue_size and moco.symmetric (moco_v2).
   """
   name = config.get("method", "simclr")
   chunk = config.get("loss_chunk_size", 0) or None
-  views = len(config.augment.get("views", ({}, {})))
   if name not in METHODS:
     raise ValueError(f"unknown config.method {name!r}; the known methods are {list(METHODS)}.")
-  if name != "supcon" and views != 2:
-    raise ValueError(f"{name} uses 2 views; config.augment.views has {views}.")
+  augs = views_lib.view_configs(config)
+  views, large = len(augs), views_lib.num_large_views(augs)
+  multicrop = dict(num_views=views, num_large_views=large if large < views else None)
+  if name.startswith("moco") and views != 2:
+    raise ValueError(f"{name} uses 2 views; config.augment.views has {views} (multi-crop: simclr, supcon, byol).")
   if name == "simclr":
-    return simclr.make(temperature=config.temperature, chunk_size=chunk, axis_name=axis_name)
+    return simclr.make(temperature=config.temperature, chunk_size=chunk, axis_name=axis_name, **multicrop)
   if name == "supcon":
-    return supcon.make(temperature=config.temperature, num_views=views, chunk_size=chunk, axis_name=axis_name)
+    return supcon.make(temperature=config.temperature, chunk_size=chunk, axis_name=axis_name, **multicrop)
   target = dict(total_steps=total_steps, base_momentum=config.target.base_momentum,
                 final_momentum=config.target.final_momentum)
   if name == "moco_v2":
@@ -51,4 +55,4 @@ def create(config: Any, *, total_steps: int, axis_name: str | None) -> Method:
   if name == "moco_v3":
     return moco.make_v3(temperature=config.temperature, predictor_layers=predictor_layers, chunk_size=chunk,
                         axis_name=axis_name, **target)
-  return byol.make(predictor_layers=predictor_layers, **target)
+  return byol.make(predictor_layers=predictor_layers, **target, **multicrop)

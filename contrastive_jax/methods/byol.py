@@ -7,20 +7,25 @@ from contrastive_jax.methods.common import Method, momentum_target
 
 
 def make(*, total_steps: int, base_momentum: float = 0.996, final_momentum: float = 1.0,
-         predictor_layers: int = 2) -> Method:
-  """BYOL: loss = sum over ordered view pairs (v, w), v != w, of byol_loss(p_w, sg(t_v)).
+         predictor_layers: int = 2, num_views: int = 2, num_large_views: int | None = None) -> Method:
+  """BYOL: loss = sum over target views v and online views w != v of byol_loss(p_w, sg(t_v)).
 
   With two views that is the paper's symmetrised L + L~ (each 2 - 2 cos, mean over the
-  batch). The target's momentum goes from base to final on the cosine schedule. The loss
-  is row-wise, so 1 and 8 devices agree without any gather.
+  batch). Multi-crop: the target sees the large crops only, and every crop, small ones
+  included, predicts each other large crop's target (solo-learn's multi-crop BYOL). The
+  target's momentum goes from base to final on the cosine schedule. The loss is row-wise,
+  so 1 and 8 devices agree without any gather.
   """
   init_state, update = momentum_target(base_momentum, final_momentum, total_steps)
+  large = num_views if num_large_views is None else num_large_views
+  if not 1 <= large <= num_views or num_views < 2:
+    raise ValueError(f"BYOL needs >= 2 views, 1..num_views of them large; got num_views={num_views}, "
+                     f"num_large_views={num_large_views}.")
 
   def loss(online, target, state, labels, step):
     del state, labels, step
     p, t = online["prediction"], target["projection"]
-    n = len(p)
-    return sum(losses.byol_loss(p[w], t[v]) for v in range(n) for w in range(n) if w != v), {}
+    return sum(losses.byol_loss(p[w], t[v]) for v in range(large) for w in range(len(p)) if w != v), {}
 
-  return Method(name="byol", num_views=2, loss=loss, init_state=init_state, update=update, target=True,
-                per_view_bn=True, predictor_layers=predictor_layers)
+  return Method(name="byol", num_views=num_views, loss=loss, init_state=init_state, update=update, target=True,
+                per_view_bn=True, predictor_layers=predictor_layers, num_large_views=num_large_views)

@@ -3,16 +3,18 @@
 A method is a handful of pure functions that the one train step (contrastive_jax/train.py)
 calls in a fixed order:
 
-  1. `views` augmented views of each image (settings per view: config.augment.views);
+  1. `num_views` augmented views of each image (settings per view: config.augment.views;
+     multi-crop: the first `num_large_views` are the large crops);
   2. if `target`: the momentum network (encoder + head, EMA parameters in the method
-     state) runs on every view in train mode, synchronised BN, no gradient;
+     state) runs on every large view in train mode, synchronised BN, no gradient;
   3. the online model runs on every view, and `loss(online, target, state, labels, step)`
      gives the local loss (its pmean over the data axis is the global loss) and metrics;
   4. after the optimiser update, `update(state, params, target_stats, target, step)`
      gives the new method state (EMA parameters, a queue), identical on every device.
 
 Outputs are dicts of per-view tuples: `online["projection"][v]` is view v's [b, D]
-projection on this device; `target` likewise, or None for methods without a target.
+projection on this device; `target` likewise (large views only), or None for methods
+without a target.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Method:
     per_view_bn: the networks see each view as its own batch (BN statistics per view, as
       solo-learn's MoCo and BYOL); False: all views as one batch (SimCLR, SupCon).
     predictor_layers: Dense layers of the online predictor (0: none).
+    num_large_views: multi-crop's large crops, the leading views (contrastive_jax/views.py);
+      the target and the online probe see only these. None: every view is large.
   """
   name: str
   num_views: int
@@ -61,6 +65,7 @@ class Method:
   target: bool = False
   per_view_bn: bool = False
   predictor_layers: int = 0
+  num_large_views: int | None = None
 
 
 def pmean(x: Any, axis_name: str | None) -> Any:

@@ -9,13 +9,14 @@ from contrastive_jax import losses
 from contrastive_jax.methods.common import Method, check_positive, pmean
 
 
-def make(*, temperature: float, num_views: int = 2, chunk_size: int | None = None,
-         axis_name: str | None = None) -> Method:
+def make(*, temperature: float, num_views: int = 2, num_large_views: int | None = None,
+         chunk_size: int | None = None, axis_name: str | None = None) -> Method:
   """Supervised contrastive learning, L_out (the paper's eq. 2), over the global batch.
 
   Labels come from the dataset; an image without one (label -1) has only its own other
   views as positives, so an unlabelled batch trains as SimCLR. The views go through the
-  network as one batch, as in the paper's code (`torch.cat` of the two views).
+  network as one batch, as in the paper's code (`torch.cat` of the two views); multi-crop
+  crops of every size are positives of each other (one batch per resolution).
   """
   check_positive("temperature", temperature, "SupCon: 0.1 (the paper); solo-learn's CIFAR recipe: 0.2.")
   if not isinstance(num_views, int) or num_views < 2:
@@ -28,4 +29,4 @@ def make(*, temperature: float, num_views: int = 2, chunk_size: int | None = Non
     labelled = pmean(jnp.mean((labels >= 0).astype(jnp.float32)), axis_name)
     return value, {"labelled_fraction": jax.lax.stop_gradient(labelled)}
 
-  return Method(name="supcon", num_views=num_views, loss=loss)
+  return Method(name="supcon", num_views=num_views, loss=loss, num_large_views=num_large_views)
