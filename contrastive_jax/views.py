@@ -49,8 +49,14 @@ def view_configs(config: ml_collections.ConfigDict) -> tuple[augment_lib.SimCLRA
   """
   base = augment_config(config)
   views = config.augment.get("views", ({}, {}))
-  augs = tuple(dataclasses.replace(base, **_augment_overrides(v, f"config.augment.views[{i}]"))
-               for i, v in enumerate(views))
+  augs = []
+  for i, v in enumerate(views):
+    where = f"config.augment.views[{i}]"
+    try:
+      augs.append(dataclasses.replace(base, **_augment_overrides(v, where)))
+    except ValueError as e:
+      raise ValueError(f"{where}: {e}") from None
+  augs = tuple(augs)
   num_large_views(augs)  # checks the order
   return augs
 

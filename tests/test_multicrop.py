@@ -124,3 +124,14 @@ def test_small_crops_are_cut_on_the_host_for_variable_size_datasets(image_folder
   assert [v.shape[1] for v in views] == [32, 32, 16, 16, 16, 16]
   with pytest.raises(ValueError, match="image1"):
     train_lib._views(two, keys, augs)
+
+
+@pytest.mark.parametrize("view, field", [({"crop_area_range": (0.0, 1.0)}, "crop_area_range"),
+                                         ({"crop_area_range": (0.5, 1.5)}, "crop_area_range"),
+                                         ({"rotate_max_degrees": -5.0}, "rotate_max_degrees"),
+                                         ({"solarize_p": 1.2}, "solarize_p")])
+def test_a_bad_view_setting_names_the_view_the_field_and_the_valid_range(view, field):
+  config = _config("test")
+  config.augment.views = ({}, view)
+  with pytest.raises(ValueError, match=rf"config.augment.views\[1\]: SimCLRAugment.{field} must be"):
+    train_lib.view_configs(config)

@@ -24,7 +24,7 @@ from contrastive_jax.augment.crop import (_boxes_from_uniforms, _crop_resize, _c
 from contrastive_jax.augment.fusion import _chunk_size, _cpu_token, _map_chunks
 from contrastive_jax.augment.keys import _check_batch, _split_each, _uniforms, per_image_keys
 from contrastive_jax.augment.ops import _blur_params, _blur_planar, blur_kernel_size
-from contrastive_jax.augment.rotation import _check_number, _rotate_draws, _rotate_planar
+from contrastive_jax.augment.rotation import _rotate_draws, _rotate_planar
 
 Array = jax.Array
 
@@ -83,6 +83,29 @@ class SimCLRAugment:
   solarize_threshold: float = 0.5
   chunk_images: int | None = None
 
+  def __post_init__(self):
+    def bad(field, want):
+      raise ValueError(f"SimCLRAugment.{field} must be {want}; got {getattr(self, field)!r}.")
+
+    if not isinstance(self.image_size, int) or self.image_size < 1:
+      bad("image_size", "a positive int (pixels)")
+    lo, hi = self.crop_area_range
+    if not 0 < lo <= hi <= 1:
+      bad("crop_area_range", "(lo, hi) with 0 < lo <= hi <= 1 (fractions of the image area; SimCLR: (0.08, 1))")
+    lo, hi = self.aspect_ratio_range
+    if not 0 < lo <= hi:
+      bad("aspect_ratio_range", "(lo, hi) with 0 < lo <= hi (SimCLR: (3/4, 4/3))")
+    for field in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p", "rotate_p"):
+      if not 0 <= getattr(self, field) <= 1:
+        bad(field, "a probability in [0, 1]")
+    if self.rotate_max_degrees < 0:
+      bad("rotate_max_degrees", ">= 0 (angles are drawn in [-max, max])")
+    if self.jitter_strength < 0:
+      bad("jitter_strength", ">= 0")
+    lo, hi = self.blur_sigma_range
+    if not 0 < lo <= hi:
+      bad("blur_sigma_range", "(lo, hi) with 0 < lo <= hi (pixels)")
+
   @classmethod
   def cifar10(cls, **overrides: Any) -> "SimCLRAugment":
     """SimCLR CIFAR-10: 32 px, jitter strength 0.5, no blur."""
@@ -121,12 +144,6 @@ def _crop_or_flip(images: Array, boxes: Array | None, config: SimCLRAugment,
     return _crop_resize(images, boxes, config.image_size, flip, config.resize_method, clip)
   x = jnp.moveaxis(images, -1, 1)
   return jnp.where(flip[:, None, None, None], x[..., ::-1], x)
-
-
-def _check_rotate_config(config: SimCLRAugment, name: str) -> None:
-  _check_number(config.rotate_p, name, "config.rotate_p (a probability)", lo=0.0, hi=1.0)
-  _check_number(config.rotate_max_degrees, name, "config.rotate_max_degrees (degrees, >= 0)",
-                lo=0.0)
 
 
 _FLAT_POINTWISE_MAX = 64  # image sides up to this run the pointwise ops on [B, 3, S * S]
@@ -222,7 +239,6 @@ def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
   b = images.shape[0]
   keys = per_image_keys(key, b)
   _check_crop_input(images, config, "simclr_augment")
-  _check_rotate_config(config, "simclr_augment")
   token = _cpu_token(keys)
   fn = lambda d, x: _augment_chunk(d, x, config, token)
   return _map_chunks(fn, _draws(keys, images, config), _crop_input(images, config),
