@@ -10,6 +10,9 @@ Presets (`--config experiments/imagenet_simclr.py:<preset>`):
   (none), 100ep   100 epochs: about 64.5% linear top-1 (SimCLR repository note).
   1000ep          1000 epochs: 69.3% (paper), 69.1% (repository README).
   v2              SimCLR v2 head (3 layers), 800 epochs: 71.7% (v2 README).
+  multicrop       100 epochs with SwAV's multi-crop (Caron et al. 2020): 2 x 224 px crops of area
+                  (0.14, 1) and 6 x 96 px crops of area (0.05, 0.14), cut on the host; every crop a
+                  positive of the other crops of its image. No published SimCLR figure to match.
 """
 
 import ml_collections
@@ -23,7 +26,17 @@ _cifar = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_cifar)
 
 
+MULTICROP_VIEWS = (
+    *[{"crop_area_range": (0.14, 1.0)}] * 2,
+    *[{"image_size": 96, "crop_area_range": (0.05, 0.14)}] * 6,
+)
+
+
 def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
+  if preset == "multicrop":
+    config = get_config("100ep")
+    config.augment.views = MULTICROP_VIEWS
+    return config
   config = _cifar.get_config()  # the shared field layout; every recipe value is set below
   config.batch_size = 4096
   config.num_epochs = 100
@@ -70,5 +83,5 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
     config.model.head_layers = 3
     config.eval.finetune_from_head_layer = True  # SimCLR v2 fine-tunes from the first head layer
   else:
-    raise ValueError(f"unknown preset {preset!r} for imagenet_simclr.py; use '100ep', '1000ep' or 'v2'.")
+    raise ValueError(f"unknown preset {preset!r} for imagenet_simclr.py; use '100ep', '1000ep', 'v2' or 'multicrop'.")
   return config
