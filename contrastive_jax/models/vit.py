@@ -83,8 +83,8 @@ class ViT(nn.Module):
     posemb: "learn" (N(0, 0.02^2), timm) or "sincos2d" (fixed, no parameters; MoCo v3).
     pool: "cls" (a class token's output) or "gap" (the mean of the patch tokens; no class token).
     frozen_patch_embed: MoCo v3's random patch projection: `embedding` keeps its init. Its
-      gradient is zero (stop_gradient) and `optim` masks it (`frozen_params`) so that weight
-      decay does not move it either.
+      gradient is zero (a stop_gradient on its output, so no gradient reaches the images
+      either) and `optim` masks it (`frozen_params`) so that weight decay does not move it.
     dtype: compute dtype; parameters float32; features `output_dtype(dtype)`.
     axis_name: unused (no BatchNorm); accepted so that encoders are interchangeable.
     width, depth, num_heads: override the variant's (a smaller ViT for CPUs).
@@ -141,13 +141,13 @@ class ViT(nn.Module):
       raise ValueError(f"ViT expects images [B, H, W, C] with H and W multiples of patch_size={self.patch_size}; "
                        f"got shape {x.shape}. Choose a patch size that divides the image size.")
     d = self.features
-    conv = nn.Conv
-    if self.frozen_patch_embed:  # zero gradients too, so that any optimiser (not only ours, masked) leaves it
-      conv = nn.map_variables(nn.Conv, "params", trans_in_fn=lambda v: jax.tree.map(jax.lax.stop_gradient, v),
-                              init=True)
-    x = conv(d, (self.patch_size,) * 2, strides=(self.patch_size,) * 2, padding="VALID", dtype=self.dtype,
+    x = nn.Conv(d, (self.patch_size,) * 2, strides=(self.patch_size,) * 2, padding="VALID", dtype=self.dtype,
                 param_dtype=jnp.float32, kernel_init=nn.initializers.xavier_uniform(), name="embedding")(
                     jnp.asarray(x, self.dtype))
+    if self.frozen_patch_embed:
+      # The patch projection is the first layer: stopping its output's gradient zeroes its kernel's and
+      # bias's, so that any optimiser (not only ours, masked) leaves it alone.
+      x = jax.lax.stop_gradient(x)
     b, h, w, _ = x.shape
     # The residual stream and LayerNorm stay float32 (float64 for float64 compute).
     x = x.reshape(b, h * w, d).astype(output_dtype(self.dtype))
