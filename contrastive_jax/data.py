@@ -338,16 +338,12 @@ def group_image_key(group: int) -> str:
 
 
 def crop_groups(crop_views: Sequence[dict[str, Any]], default_size: int) -> list[tuple[int, list[dict[str, Any]]]]:
-  """Consecutive host-crop views of one "size" (default `default_size`) -> [(size, [crop kwargs])]."""
-  groups: list[tuple[int, list[dict[str, Any]]]] = []
-  for view in crop_views:
-    view = dict(view)
-    size = int(view.pop("size", default_size))
-    if groups and groups[-1][0] == size:
-      groups[-1][1].append(view)
-    else:
-      groups.append((size, [view]))
-  return groups
+  """Consecutive host-crop views of one "size" (default `default_size`) -> [(size, [crop kwargs])],
+  the groups of `views.resolution_groups`."""
+  from contrastive_jax import views  # pylint: disable=g-import-not-at-top
+  sizes = [int(v.get("size", default_size)) for v in crop_views]
+  kwargs = [{k: x for k, x in v.items() if k != "size"} for v in crop_views]
+  return [(sizes[start], kwargs[start:stop]) for start, stop in views.resolution_groups(sizes)]
 
 
 class TrainIterator:

@@ -221,8 +221,8 @@ def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
   """One SimCLR view of every image; call again with another key for view 2.
 
   crop -> flip (-> rotate when config.rotate_p > 0) -> colour jitter ->
-  grayscale -> blur -> solarize, each with its own independent per-image draw. An image's view depends only on its key
-  (not on the batch size or chunking).
+  grayscale -> blur -> solarize, each with its own independent per-image draw.
+  An image's view depends only on its key (not on the batch size or chunking).
 
   Args:
     key: one key (split into one per image) or B per-image keys.
