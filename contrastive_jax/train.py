@@ -250,8 +250,8 @@ def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, s
   probe = model.num_probe_classes > 0
   dtype = state_dtype(model)
   num_large = views_lib.num_large_views(augs)
-  if method.num_large_views != (num_large if num_large < len(augs) else None):
-    raise ValueError(f"{method.name} was built for {method.num_large_views} large crops; the views have {num_large} "
+  if method.num_large != num_large:
+    raise ValueError(f"{method.name} was built for {method.num_large} large crops; the views have {num_large} "
                      "(create the method and the views from the same config).")
 
   def mean(x):

@@ -36,7 +36,7 @@ def create(config: Any, *, total_steps: int, axis_name: str | None) -> Method:
     raise ValueError(f"unknown config.method {name!r}; the known methods are {list(METHODS)}.")
   augs = views_lib.view_configs(config)
   views, large = len(augs), views_lib.num_large_views(augs)
-  multicrop = dict(num_views=views, num_large_views=large if large < views else None)
+  multicrop = dict(num_views=views, num_large_views=large)
   if name.startswith("moco") and views != 2:
     raise ValueError(f"{name} uses 2 views; config.augment.views has {views} (multi-crop: simclr, supcon, byol).")
   if name == "simclr":

@@ -67,6 +67,11 @@ class Method:
   predictor_layers: int = 0
   num_large_views: int | None = None
 
+  @property
+  def num_large(self) -> int:
+    """How many leading views are large: num_large_views, or every view when it is None."""
+    return self.num_views if self.num_large_views is None else self.num_large_views
+
 
 def pmean(x: Any, axis_name: str | None) -> Any:
   return jax.lax.pmean(x, axis_name) if axis_name else x
