@@ -101,6 +101,15 @@ def test_views_out_of_order_or_a_multicrop_moco_are_rejected():
     methods_lib.create(config, total_steps=4, axis_name=None)
 
 
+def test_a_large_view_count_outside_1_to_num_views_is_rejected():
+  for make in (lambda **kw: methods_lib.byol.make(total_steps=4, **kw),
+               lambda **kw: methods_lib.simclr.make(temperature=0.5, **kw)):
+    with pytest.raises(ValueError, match=r"num_large_views must be in 1..num_views=4.*got 5"):
+      make(num_views=4, num_large_views=5)
+    with pytest.raises(ValueError, match=r"got 0"):
+      make(num_views=4, num_large_views=0)
+
+
 def test_small_crops_are_cut_on_the_host_for_variable_size_datasets(image_folder):
   """Host crops per resolution group: the large crops equal those of the two-view iterator."""
   ds = data_lib.load_dataset("unused", "train", image_folder=str(image_folder), host_crop=True)

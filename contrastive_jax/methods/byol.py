@@ -17,15 +17,13 @@ def make(*, total_steps: int, base_momentum: float = 0.996, final_momentum: floa
   so 1 and 8 devices agree without any gather.
   """
   init_state, update = momentum_target(base_momentum, final_momentum, total_steps)
-  large = num_views if num_large_views is None else num_large_views
-  if not 1 <= large <= num_views or num_views < 2:
-    raise ValueError(f"BYOL needs >= 2 views, 1..num_views of them large; got num_views={num_views}, "
-                     f"num_large_views={num_large_views}.")
+  if not isinstance(num_views, int) or num_views < 2:
+    raise ValueError(f"BYOL needs >= 2 views per image; got num_views={num_views!r}.")
 
   def loss(online, target, state, labels, step):
     del state, labels, step
-    p, t = online["prediction"], target["projection"]
-    return sum(losses.byol_loss(p[w], t[v]) for v in range(large) for w in range(len(p)) if w != v), {}
+    p, t = online["prediction"], target["projection"]  # t: the large views only
+    return sum(losses.byol_loss(p[w], t[v]) for v in range(len(t)) for w in range(len(p)) if w != v), {}
 
   return Method(name="byol", num_views=num_views, loss=loss, init_state=init_state, update=update, target=True,
                 per_view_bn=True, predictor_layers=predictor_layers, num_large_views=num_large_views)

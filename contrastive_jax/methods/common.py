@@ -67,6 +67,11 @@ class Method:
   predictor_layers: int = 0
   num_large_views: int | None = None
 
+  def __post_init__(self):
+    if self.num_large_views is not None and not 1 <= self.num_large_views <= self.num_views:
+      raise ValueError(f"{self.name}: num_large_views must be in 1..num_views={self.num_views} (the leading, "
+                       f"large crops); got {self.num_large_views}.")
+
   @property
   def num_large(self) -> int:
     """How many leading views are large: num_large_views, or every view when it is None."""
