@@ -151,7 +151,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.warmup_epochs = 0.0
     config.model.base_width = 8
     # Tiny models compile fastest with XLA's convolutions; the GEMM lowerings
-    # have their own tests (tests/test_conv_impl.py, the 8-device step test).
+    # have their own tests (tests/test_conv_impl.py, including under shard_map).
     config.model.conv_impl = "xla"
     config.checkpoint_every_steps = 2
     config.log_every_steps = 1

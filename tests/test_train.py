@@ -32,11 +32,12 @@ def _test_config(**overrides):
 def test_train_step_8_devices_equals_1_device():
   """One step on 8 devices with batch b each == the same step on 1 device with batch 8b.
 
-  With the Winograd convolutions that conv_impl="auto" picks on CPUs: their
-  custom VJP must give the global kernel gradient under shard_map.
+  With the test preset's XLA convolutions; that the Winograd convolutions (conv_impl="auto"
+  on CPUs) give the global kernel gradient under shard_map is
+  tests/test_conv_impl.py::test_winograd_kernel_gradient_is_summed_over_devices_under_shard_map.
   """
   assert jax.device_count() >= 8
-  config = _test_config(**{"batch_size": 16, "model.conv_impl": "winograd"})
+  config = _test_config(batch_size=16)
   model = train_lib.create_model(config, num_classes=4)
   tx, schedule = train_lib.create_optimizer(config, num_examples=64)
   aug = train_lib.augment_config(config)
