@@ -19,6 +19,8 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
+from tolerances import REASSOC_RTOL
+
 import contrastive_jax
 from contrastive_jax import cli
 from contrastive_jax import data as data_lib
@@ -88,7 +90,9 @@ def test_features_are_the_online_encoders_h_in_inference_mode(run):
   assert isinstance(got, np.ndarray) and got.dtype == np.float32
   assert got.shape == (8, 64) == (8, embed.feature_dim)  # h of ResNet-18 at base width 8; z would be 128
   np.testing.assert_allclose(got, run.features(x), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(embed(x.astype(np.float32) / 255.0), got, rtol=1e-6, atol=1e-6)
+  # Another program (the uint8 path scales inside it) on the same encoder: the same math in another
+  # summation order. Measured: 3.0e-6 relative on an AVX-512 CPU, within 1e-6 on the AVX2 ones.
+  np.testing.assert_allclose(embed(x.astype(np.float32) / 255.0), got, rtol=REASSOC_RTOL, atol=REASSOC_RTOL)
   assert embed.step == STEP
   assert config.to_dict() == json.loads(json.dumps(run.config.to_dict()))
 
@@ -98,7 +102,8 @@ def test_any_batch_size_gives_the_rows_of_an_unpadded_batch(run):
   x = _images(19)
   full = embed(x)  # batches of 8, 8 and 3 padded to 8
   np.testing.assert_allclose(full, run.features(x), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(embed(x[:3]), full[:3], rtol=1e-6, atol=1e-6)  # 3 padded to the 8 devices
+  # 3 rows padded to the 8 devices: the same program, rows in other positions of the conv's blocks.
+  np.testing.assert_allclose(embed(x[:3]), full[:3], rtol=REASSOC_RTOL, atol=REASSOC_RTOL)
   assert embed(x[:0]).shape == (0, 64)
 
 

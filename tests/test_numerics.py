@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from tolerances import REASSOC_RTOL
 from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import cli
@@ -65,7 +67,7 @@ def test_8_devices_stay_within_the_float32_floor_of_1_device():
   """
   assert jax.device_count() >= 8
   (r8, _, p8), (r1, p0, p1) = _run(jax.devices()[:8]), _run(jax.devices()[:1])
-  assert r8[0][0] == pytest.approx(r1[0][0], rel=1e-6)  # step 1: the same parameters, sums reordered
+  assert r8[0][0] == pytest.approx(r1[0][0], rel=REASSOC_RTOL)  # step 1: the same parameters, sums reordered
   assert r8[0][1] == pytest.approx(r1[0][1], rel=2e-3)
   for (l8, _), (l1, _) in zip(r8[1:], r1[1:]):
     assert l8 == pytest.approx(l1, rel=1e-2)
@@ -138,6 +140,6 @@ def test_float64_step_is_float64_throughout_and_matches_float32():
   floats = [x.dtype for x in jax.tree.leaves((state, new_state, views)) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and set(floats) == {jnp.dtype(jnp.float64)}
   assert metrics["loss"].dtype == metrics["grad_norm"].dtype == metrics["probe_loss"].dtype == jnp.float64
-  assert r64[0][0] == pytest.approx(r32[0][0], rel=1e-6)
+  assert r64[0][0] == pytest.approx(r32[0][0], rel=REASSOC_RTOL)  # float32's rounding of one forward pass
   # The gradient jumps where float32 rounding flips a ReLU (docs/performance.md): measured 1.2e-4.
   assert r64[0][1] == pytest.approx(r32[0][1], rel=1e-3)

@@ -8,6 +8,8 @@ import numpy as np
 import optax
 import pytest
 
+from tolerances import ELEMENTWISE_RTOL, REASSOC_RTOL
+
 from contrastive_jax import optim
 
 
@@ -69,10 +71,10 @@ def test_lars_first_update_matches_hand_computation(exclude_probe):
   expected = jax.tree.map(lambda w, g, a: _lars_reference(w, g, lr, wd, eta, a), params, grads, adapt)
   jax.tree.map(lambda u, e: np.testing.assert_allclose(u, e, rtol=1e-5, atol=1e-8), updates, expected)
   # Spot checks: the kernel is scaled by eta * ||w|| / ||g + wd w|| (tiny), 1-D params by lr only.
-  np.testing.assert_allclose(updates["encoder"]["bn1"]["scale"], -lr * grads["encoder"]["bn1"]["scale"], rtol=1e-6)
+  np.testing.assert_allclose(updates["encoder"]["bn1"]["scale"], -lr * grads["encoder"]["bn1"]["scale"], rtol=ELEMENTWISE_RTOL)
   assert np.abs(updates["encoder"]["conv1"]["kernel"]).max() < 1e-2 * lr
   probe_step = -lr * grads["probe"]["kernel"]
-  assert np.allclose(updates["probe"]["kernel"], probe_step, rtol=1e-6) == exclude_probe
+  assert np.allclose(updates["probe"]["kernel"], probe_step, rtol=ELEMENTWISE_RTOL) == exclude_probe
 
 
 def test_lars_momentum_schedule_and_zero_norm():
@@ -85,9 +87,9 @@ def test_lars_momentum_schedule_and_zero_norm():
   u2, state = tx.update(g2, state, params)
   b1, b2 = g1["encoder"]["bn1"]["bias"], g2["encoder"]["bn1"]["bias"]
   # Classic momentum on lr-scaled steps: v2 = 0.9 * lr0 * g1 + lr1 * g2.
-  np.testing.assert_allclose(u1["encoder"]["bn1"]["bias"], -0.1 * b1, rtol=1e-6)
-  np.testing.assert_allclose(u2["encoder"]["bn1"]["bias"], -(0.9 * 0.1 * b1 + 0.2 * b2), rtol=1e-6)
-  np.testing.assert_allclose(u1["head"]["dense0"]["kernel"], -0.1 * g1["head"]["dense0"]["kernel"], rtol=1e-6)
+  np.testing.assert_allclose(u1["encoder"]["bn1"]["bias"], -0.1 * b1, rtol=ELEMENTWISE_RTOL)
+  np.testing.assert_allclose(u2["encoder"]["bn1"]["bias"], -(0.9 * 0.1 * b1 + 0.2 * b2), rtol=ELEMENTWISE_RTOL)
+  np.testing.assert_allclose(u1["head"]["dense0"]["kernel"], -0.1 * g1["head"]["dense0"]["kernel"], rtol=ELEMENTWISE_RTOL)
 
 
 def test_lars_differs_from_unmasked_optax():
@@ -95,7 +97,7 @@ def test_lars_differs_from_unmasked_optax():
   ours, _ = optim.lars(1.0, weight_decay=1e-2).update(grads, optim.lars(1.0, weight_decay=1e-2).init(params), params)
   plain_tx = optax.lars(1.0, weight_decay=1e-2)
   plain, _ = plain_tx.update(grads, plain_tx.init(params), params)
-  np.testing.assert_allclose(ours["encoder"]["conv1"]["kernel"], plain["encoder"]["conv1"]["kernel"], rtol=1e-6)
+  np.testing.assert_allclose(ours["encoder"]["conv1"]["kernel"], plain["encoder"]["conv1"]["kernel"], rtol=REASSOC_RTOL)
   assert not np.allclose(ours["encoder"]["bn1"]["scale"], plain["encoder"]["bn1"]["scale"])
 
 
@@ -103,8 +105,8 @@ def test_warmup_cosine_schedule():
   peak, total, warmup = 2.0, 1000, 100
   s = optim.warmup_cosine_schedule(peak, total, warmup)
   assert float(s(0)) == 0.0
-  np.testing.assert_allclose(float(s(50)), peak / 2, rtol=1e-6)
-  np.testing.assert_allclose(float(s(warmup)), peak, rtol=1e-6)
+  np.testing.assert_allclose(float(s(50)), peak / 2, rtol=ELEMENTWISE_RTOL)
+  np.testing.assert_allclose(float(s(warmup)), peak, rtol=ELEMENTWISE_RTOL)
   np.testing.assert_allclose(float(s(warmup + (total - warmup) // 2)), peak / 2, rtol=1e-5)
   np.testing.assert_allclose(float(s(total)), 0.0, atol=1e-7)
   np.testing.assert_allclose(float(s(total + 10)), 0.0, atol=1e-7)
@@ -112,7 +114,7 @@ def test_warmup_cosine_schedule():
   values = np.asarray(jax.vmap(s)(jnp.arange(warmup, total + 1)))
   assert np.all(np.diff(values) <= 1e-7)  # monotone decay after warmup
   no_warmup = optim.warmup_cosine_schedule(peak, total, 0)
-  np.testing.assert_allclose(float(no_warmup(0)), peak, rtol=1e-6)
+  np.testing.assert_allclose(float(no_warmup(0)), peak, rtol=ELEMENTWISE_RTOL)
   with pytest.raises(ValueError, match="warmup_steps"):
     optim.warmup_cosine_schedule(peak, 100, 100)
 
@@ -133,8 +135,8 @@ def test_sgd_nesterov_first_update():
   updates, _ = tx.update(grads, tx.init(params), params)
   # Nesterov from zero momentum: -lr * (1 + m) * (g + wd * w); no decay on 1-D params.
   np.testing.assert_allclose(updates["probe"]["kernel"],
-                             -lr * (1 + m) * (grads["probe"]["kernel"] + wd * params["probe"]["kernel"]), rtol=1e-6)
-  np.testing.assert_allclose(updates["probe"]["bias"], -lr * (1 + m) * grads["probe"]["bias"], rtol=1e-6)
+                             -lr * (1 + m) * (grads["probe"]["kernel"] + wd * params["probe"]["kernel"]), rtol=ELEMENTWISE_RTOL)
+  np.testing.assert_allclose(updates["probe"]["bias"], -lr * (1 + m) * grads["probe"]["bias"], rtol=ELEMENTWISE_RTOL)
 
 
 def test_adamw_first_update():

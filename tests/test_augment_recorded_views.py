@@ -1,14 +1,18 @@
-"""Splitting augment.py into a package changed no number (issue 13, part 1).
+"""Every augmentation path still gives the views recorded before augment.py was split (issue 13).
 
-`tests/data/augment_before_split.npz` holds the outputs of every augmentation
-path (presets, crop paths, chunk loops, per-op functions, tf.data host crops)
-for fixed keys on fixed uint8 inputs, recorded with the single-module
-augment.py before the split. The test recomputes them and requires equality
-to the bit.
+`tests/data/augment_views_recorded.npz` holds, for fixed keys on fixed uint8 inputs, the outputs of
+every path (presets, crop paths, chunk loops, per-op functions, tf.data host crops), recorded on
+an AVX2 CPU with the single-module augment.py (e26fe07). It is a sample of that commit's 500 KB
+recording, taken by `_sample` below:
+  git show e26fe07:tests/data/augment_before_split.npz > /tmp/full.npz
+  PYTHONPATH=. python tests/test_augment_recorded_views.py /tmp/full.npz
 
-Recorded on XLA:CPU (accelerators compile other kernels), with:
-  PYTHONPATH=. python tests/test_augment_split.py
-Rerun that only on purpose: the file is the reference.
+What is compared, and how (docs/testing.md):
+- integer outputs (crop boxes) and the uint8 tf.data host crops: exactly;
+- float views: within `VIEW_ATOL`. XLA:CPU rounds them differently on another CPU (AVX2 or
+  AVX-512 code, run-time dispatched dot kernels) and jax version, so a recording made elsewhere
+  can only match to float32 rounding. That the same machine and program give the same views to
+  the bit is tested in test_augment.py (determinism) and test_data.py.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tolerances import VIEW_ATOL
+
 from contrastive_jax import augment as A
 
-DATA = pathlib.Path(__file__).resolve().parent / "data" / "augment_before_split.npz"
+DATA = pathlib.Path(__file__).resolve().parent / "data" / "augment_views_recorded.npz"
+SAMPLES = 128  # float values kept per recorded array, evenly spaced over its elements
 
 
 def _uint8(n: int, h: int, w: int, seed: int) -> np.ndarray:
@@ -129,23 +136,42 @@ def _compute(jpeg: bytes, png: bytes) -> dict[str, np.ndarray]:
   return {**_device_views(), **_host_crops(jpeg, png)}
 
 
+def _sample(recorded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Integer arrays whole; float arrays as their shape and `SAMPLES` evenly spaced values."""
+  out = {}
+  for k, v in recorded.items():
+    if np.issubdtype(v.dtype, np.floating):
+      out[k] = v.reshape(-1)[np.linspace(0, v.size - 1, min(SAMPLES, v.size)).astype(np.int64)]
+      out[f"{k}:shape"] = np.asarray(v.shape, np.int64)
+    else:
+      out[k] = v
+  return out
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="recorded on XLA:CPU")
-def test_views_are_bit_identical_to_the_arrays_recorded_before_the_split():
+def test_views_equal_the_recording_integers_exactly_floats_to_rounding():
   pytest.importorskip("tensorflow")
   with np.load(DATA) as f:
     want = dict(f)
   # The encoded inputs are stored: another encoder version must not change them.
   jpeg, png = want.pop("input_jpeg").tobytes(), want.pop("input_png").tobytes()
-  got = _compute(jpeg, png)
+  full = _compute(jpeg, png)
+  got = _sample(full)
   assert sorted(got) == sorted(want)
-  differ = [k for k in want if got[k].dtype != want[k].dtype or not np.array_equal(got[k], want[k])]
-  assert not differ, f"not bit-identical to the recording: {differ}"
+  for k, w in want.items():
+    g = got[k]
+    assert g.dtype == w.dtype, (k, g.dtype, w.dtype)
+    if np.issubdtype(w.dtype, np.floating):
+      np.testing.assert_allclose(g, w, rtol=0, atol=VIEW_ATOL, err_msg=k)
+    else:
+      np.testing.assert_array_equal(g, w, err_msg=k)
+  # Large enough to see a changed draw: the views are not near-constant arrays.
+  assert all(np.ptp(full[k]) > 0.1 for k in full if k.startswith(("cifar10", "imagenet")))
 
 
 if __name__ == "__main__":
-  jpeg_bytes, png_bytes = _encoded("JPEG"), _encoded("PNG")
-  arrays = _compute(jpeg_bytes, png_bytes)
-  DATA.parent.mkdir(exist_ok=True)
-  np.savez_compressed(DATA, input_jpeg=np.frombuffer(jpeg_bytes, np.uint8),
-                      input_png=np.frombuffer(png_bytes, np.uint8), **arrays)
-  print(f"{DATA}: {len(arrays)} arrays, {DATA.stat().st_size / 1024:.0f} KiB")
+  import sys  # pylint: disable=g-import-not-at-top
+  with np.load(sys.argv[1]) as f:
+    sampled = _sample(dict(f))
+  np.savez_compressed(DATA, **sampled)
+  print(f"{DATA}: {len(sampled)} arrays, {DATA.stat().st_size / 1024:.0f} KiB")
