@@ -372,6 +372,7 @@ def tf_two(image_bytes, index, tf):
   return A.tf_two_crops(image_bytes, tf.stack([tf.cast(index, tf.int64), tf.constant(0, tf.int64)]), 32)
 
 
+@pytest.mark.slow  # a subprocess
 def test_importing_augment_does_not_import_tensorflow():
   import subprocess
   import sys

@@ -148,6 +148,7 @@ def _sample(recorded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="recorded on XLA:CPU")
 def test_views_equal_the_recording_integers_exactly_floats_to_rounding():
   pytest.importorskip("tensorflow")

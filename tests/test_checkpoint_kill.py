@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from contrastive_jax import cli
 from contrastive_jax import train as train_lib
@@ -30,6 +31,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "experiments" / "cifar10_simclr.py")
 TMP = ".orbax-checkpoint-tmp"  # orbax.checkpoint._src.path.atomicity_types.TMP_DIR_SUFFIX
 STEPS = 6
+
+pytestmark = pytest.mark.slow  # every test here trains, kills and resumes runs
 
 
 def _tmp_dirs(ckpt_dir: pathlib.Path) -> list[str]:

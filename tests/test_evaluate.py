@@ -63,6 +63,7 @@ def test_workdir_without_checkpoints_is_an_error(tmp_path):
     evaluate.load_model(_config(), str(tmp_path), num_classes=4, image_size=32)
 
 
+@pytest.mark.slow
 def test_eval_json_contract(image_folder, tmp_path):
   config = _config(**{"data.image_folder": str(image_folder), "num_steps": 2, "eval.finetune_fractions": (0.5,),
                       "eval.finetune_epochs": 1})

@@ -70,6 +70,7 @@ def test_every_method_has_a_config_and_a_method():
       assert method.name == name and len(train_lib.view_configs(config)) == method.num_views
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method_name", STEP_CASES)
 def test_step_8_devices_equals_1_device(method_name):
   """One step on 8 devices with b images each == 1 device with 8b: loss, params, BN, EMA target and queue.
@@ -139,6 +140,7 @@ def _final_state(workdir: pathlib.Path):
   return ckpt.latest_step(), ckpt.restore_items(names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method_name", CASES + ("simclr_multicrop",))
 def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folder, tmp_path, monkeypatch):
   """SIGTERM after step 2, rerun the same command: the losses and the final state, EMA and queue included,
@@ -167,6 +169,7 @@ def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folde
     assert results["checkpoint_step"] == 5 and 0.0 <= results["knn_top1"] <= 1.0
 
 
+@pytest.mark.slow
 def test_moco_v2_two_processes_equal_one_process(image_folder, tmp_path):
   """2 processes x 2 devices == 1 process x 4 devices: losses, parameters, the EMA target and the queue,
   which holds the keys of every device of every process (solo-learn #229 filled it from one GPU).

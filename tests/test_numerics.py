@@ -55,6 +55,7 @@ def _dist(a, b):
   return float(np.sqrt(sum(np.sum((np.float64(x) - y) ** 2) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))))
 
 
+@pytest.mark.slow
 def test_8_devices_stay_within_the_float32_floor_of_1_device():
   """3 steps on 8 devices × 2 images vs 1 device × 16: losses and parameters stay within the floor.
 
@@ -120,6 +121,7 @@ def test_every_bn_of_the_model_uses_the_two_pass_variance():
     assert set(seen.values()) == {fast}, seen
 
 
+@pytest.mark.slow
 def test_float64_step_is_float64_throughout_and_matches_float32():
   """config.model.dtype='float64' with x64: views, state, loss and metrics are float64; step 1 agrees with float32."""
   r32, _, _ = _run(jax.devices()[:1], steps=1)

@@ -55,6 +55,7 @@ def test_fields_older_runs_lack_take_the_legacy_defaults():
   assert resume.check_resume_config(old, _recorded(**{"model.base_width": 64})) == {}
 
 
+@pytest.mark.slow
 def test_resume_checks_the_checkpointed_config(image_folder, tmp_path):
   """Through the train loop: the check runs before any data or compilation, and a forced change is logged."""
   base = {"num_steps": 2, "checkpoint_every_steps": 1, "data.image_folder": str(image_folder)}

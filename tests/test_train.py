@@ -81,6 +81,7 @@ def test_augmentation_keys_do_not_depend_on_device_count():
 # ----------------------------------------------------------------------------- the loop
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_losses(image_folder, tmp_path):
   """6 steps straight == 3 steps, then a resume from the step-3 checkpoint to 6."""
   config = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 3, "data.image_folder": str(image_folder)})
@@ -107,6 +108,7 @@ def test_resume_gives_the_same_losses(image_folder, tmp_path):
   assert Checkpointer(str(ckpt_dir), read_only=True).latest_step() == 6
 
 
+@pytest.mark.slow
 def test_checkpoints_keep_last_k(image_folder, tmp_path):
   config = _test_config(**{"num_steps": 5, "checkpoint_every_steps": 1, "keep_checkpoints": 2,
                            "data.image_folder": str(image_folder)})
@@ -119,6 +121,7 @@ def test_checkpoints_keep_last_k(image_folder, tmp_path):
     assert key in rows[-1], key
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_overwriting_the_last_good_checkpoint(image_folder, tmp_path):
   config = _test_config(**{"num_steps": 2, "checkpoint_every_steps": 1, "data.image_folder": str(image_folder)})
   train_lib.train_and_evaluate(config, str(tmp_path))
@@ -132,6 +135,7 @@ def test_nan_loss_stops_without_overwriting_the_last_good_checkpoint(image_folde
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
   proc = run_cli("contrastive_jax.train",
                   [f"--config={CONFIG}:test", f"--workdir={tmp_path}", "--config.num_steps=100000",
@@ -157,6 +161,7 @@ def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
 # ----------------------------------------------------------------------------- multi-process
 
 
+@pytest.mark.slow
 def test_two_processes_sigterm_to_one_saves_the_same_step_and_resumes_exactly(image_folder, tmp_path):
   """2 processes x 2 CPU devices (gloo), SIGTERM to process 1 only.
 
@@ -206,6 +211,7 @@ def test_two_processes_sigterm_to_one_saves_the_same_step_and_resumes_exactly(im
 # ----------------------------------------------------------------------------- real data
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_real_cifar10(cifar10_dir, tmp_path):
   """About 1k real CIFAR-10 images, 30 steps: the contrastive loss falls."""
   # LARS lr 4.0 (x 64/256 = 1.0 after scaling): at 1.0 this tiny net's loss falls only ~0.04 in 30
@@ -258,6 +264,7 @@ def test_unreadable_image_names_the_file(image_folder, tmp_path):
     train_lib.train_and_evaluate(config, str(tmp_path / "w"))
 
 
+@pytest.mark.slow
 def test_cli_unknown_config_key_is_named(tmp_path):
   res = run_cli("contrastive_jax.train", [f"--config={CONFIG}:test", f"--workdir={tmp_path}",
                                            "--config.batch_sise=64"])
@@ -265,6 +272,7 @@ def test_cli_unknown_config_key_is_named(tmp_path):
   assert "batch_sise" in res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_variable_size_images_are_cropped_on_the_host(tmp_path):
   """ImageNet-like folders: images of their own sizes, two crops per image in tf.data, rest on device."""
   rng = np.random.default_rng(0)
