@@ -2,8 +2,8 @@
 
 The public API, by module:
   losses    nt_xent, nt_xent_with_metrics, supcon, info_nce (in-batch or MoCo queue), byol_loss
-  augment   SimCLRAugment, simclr_augment, random_crop_and_flip, center_crop, colour ops
-  models    ResNet, ProjectionHead, ContrastiveModel (alias SimCLRModel)
+  augment   ViewAugment, augment_batch, random_crop_and_flip, center_crop, colour ops
+  models    ResNet, ProjectionHead, ContrastiveModel
   methods   simclr, supcon, moco (v2, v3), byol: each a `Method` the train step runs;
             `methods.create(config, ...)` picks one by config.method
   optim     lars, sgd, scale_learning_rate, warmup_cosine_schedule, sgd_nesterov, adamw
@@ -13,21 +13,20 @@ The public API, by module:
             (`contrastive_jax.load_encoder` imports it on first use)
 """
 
-from contrastive_jax.augment import SimCLRAugment, center_crop, random_crop_and_flip, simclr_augment
+from contrastive_jax.augment import ViewAugment, augment_batch, center_crop, random_crop_and_flip
 from contrastive_jax.losses import byol_loss, clip_loss, info_nce, nt_xent, nt_xent_with_metrics, siglip_loss, supcon
 from contrastive_jax import methods
-from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, SimCLRModel, ViT
+from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, ViT
 from contrastive_jax.optim import adamw, lars, scale_learning_rate, sgd, sgd_nesterov, warmup_cosine_schedule
 from contrastive_jax.parallel import DATA_AXIS, make_data_mesh
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ContrastiveModel", "DATA_AXIS", "Encoder", "ProjectionHead", "ResNet", "SimCLRAugment", "SimCLRModel", "adamw", "byol_loss",
-    "ViT", "clip_loss", "siglip_loss",
-    "center_crop", "info_nce", "lars", "load_encoder", "make_data_mesh", "nt_xent", "nt_xent_with_metrics",
-    "random_crop_and_flip", "methods", "scale_learning_rate", "sgd", "sgd_nesterov", "simclr_augment", "supcon",
-    "warmup_cosine_schedule",
+    "DATA_AXIS", "ContrastiveModel", "Encoder", "ProjectionHead", "ResNet", "ViT", "ViewAugment", "adamw",
+    "augment_batch", "byol_loss", "center_crop", "clip_loss", "info_nce", "lars", "load_encoder", "make_data_mesh",
+    "methods", "nt_xent", "nt_xent_with_metrics", "random_crop_and_flip", "scale_learning_rate", "sgd",
+    "sgd_nesterov", "siglip_loss", "supcon", "warmup_cosine_schedule",
 ]
 
 _LAZY = {"load_encoder": "contrastive_jax.embed", "Encoder": "contrastive_jax.embed"}

@@ -283,6 +283,16 @@ def _stratified_prefix(items: list, labels: list[int], n: int) -> tuple[list, li
   return [items[i] for i in keep], [labels[i] for i in keep]
 
 
+def load_train_data(config: Any) -> Dataset:
+  """The pretraining split of config.data: `train_split`, or STL-10's `unlabelled` for TFDS stl10."""
+  split = config.data.train_split
+  if not config.data.image_folder and split == "train":
+    split = PRETRAIN_SPLITS.get(config.data.dataset, "train")
+  return load_dataset(config.data.dataset, split, image_folder=config.data.image_folder or None,
+                      data_dir=config.data.data_dir or None, host_crop=config.data.host_crop,
+                      num_examples=config.data.num_train_examples)
+
+
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
   steps = num_examples // global_batch_size
   if steps == 0:
@@ -335,6 +345,27 @@ def process_slice(global_batch_size: int, mesh=None) -> ProcessSlice:
 def group_image_key(group: int) -> str:
   """The batch entry of a host-cropped resolution group: "image", then "image1", "image2", ..."""
   return "image" if group == 0 else f"image{group}"
+
+
+def has_host_crops(batch: dict[str, Any]) -> bool:
+  """Whether `batch` holds host crops [b, V, S, S, 3] per resolution group, or whole images [b, H, W, 3]."""
+  return batch["image"].ndim == 5
+
+
+def batch_crops(batch: dict[str, Any], groups: Sequence[tuple[int, int]], sizes: Sequence[int]) -> list[Any]:
+  """The host crops of each resolution group ([start, stop) of the views, `views.resolution_groups`):
+  uint8 [b, stop - start, S, S, 3] from the batch entry `group_image_key(g)`, or a ValueError."""
+  out = []
+  for g, (start, stop) in enumerate(groups):
+    name = group_image_key(g)
+    crops = batch.get(name)
+    if crops is None or crops.shape[1] != stop - start:
+      got = "none" if crops is None else crops.shape[1]
+      raise ValueError(f"host crops: batch[{name!r}] has {got} views of {sizes[start]} px, the method "
+                       f"needs {stop - start}; build TrainIterator with crop_views=views.host_crop_views(augs), "
+                       "or set config.data.host_crop=False.")
+    out.append(crops)
+  return out
 
 
 def crop_groups(crop_views: Sequence[dict[str, Any]], default_size: int) -> list[tuple[int, list[dict[str, Any]]]]:

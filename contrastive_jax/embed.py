@@ -34,6 +34,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import data as data_lib
+from contrastive_jax import models
 from contrastive_jax import parallel
 from contrastive_jax.checkpoint import Checkpointer
 
@@ -71,7 +72,7 @@ class Encoder:
   """A restored encoder: `encoder(images) -> features h`.
 
   Attributes:
-    model: the `SimCLRModel` (no `axis_name`: BN in inference mode needs none).
+    model: the `ContrastiveModel` (no `axis_name`: BN in inference mode needs none).
     variables: {"params", "batch_stats"}, replicated over `mesh`.
     image_size: S of the [B, S, S, 3] images it takes.
     feature_dim: D of the float32 [B, D] features it returns.
@@ -159,7 +160,6 @@ def load_encoder(workdir: str, step: int | None = None, *, batch_size: int = 256
     FileNotFoundError: no checkpoint (of `step`), or no config to build the model from.
     ValueError: the checkpoint does not match its config's model.
   """
-  from contrastive_jax import train as train_lib  # pylint: disable=g-import-not-at-top
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
     config = load_run_config(workdir, ckpt, step)
@@ -170,7 +170,7 @@ def load_encoder(workdir: str, step: int | None = None, *, batch_size: int = 256
     ckpt.close()
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
   probe = variables["params"].get("probe")
-  model = train_lib.create_model(config, int(probe["kernel"].shape[-1]) if probe else 0, axis_name=None)
+  model = models.create_model(config, int(probe["kernel"].shape[-1]) if probe else 0, axis_name=None)
   size = int(config.augment.image_size)
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
   _check_matches(expected, variables, workdir)

@@ -42,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 from contrastive_jax import augment as augment_lib
 from contrastive_jax import data as data_lib
 from contrastive_jax import finetune as finetune_lib
+from contrastive_jax import models
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax.checkpoint import Checkpointer
@@ -244,8 +245,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_class
   Restores only the checkpoint items `step`, `params` and `batch_stats`, so a checkpoint
   of any optimiser restores without rebuilding that optimiser.
   """
-  from contrastive_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-  model = train_lib.create_model(config, num_classes, axis_name=None)
+  model = models.create_model(config, num_classes, axis_name=None)
   init = functools.partial(model.init, jax.random.key(seed), jnp.zeros((2, image_size, image_size, 3)), train=False)
   if workdir is None:
     return model, init(), 0

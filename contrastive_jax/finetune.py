@@ -81,13 +81,13 @@ def subset_counts(labels: np.ndarray, fraction: float) -> dict[str, Any]:
 
 
 class FineTuneModel(nn.Module):
-  """A SimCLRModel (`backbone`) with a new, zero-initialised linear classifier.
+  """A ContrastiveModel (`backbone`) with a new, zero-initialised linear classifier.
 
   With `from_head_layer` the classifier reads the first projection-head layer's output, as SimCLR v2
   fine-tunes; otherwise h. Params: `backbone` (the pretrained `encoder` and `head` drop in) and
   `classifier`. `__call__(images [B, H, W, 3] in [0, 1]) -> logits [B, num_classes]`.
   """
-  backbone: nn.Module  # a SimCLRModel without probe, axis_name None
+  backbone: nn.Module  # a ContrastiveModel without probe, axis_name None
   num_classes: int
   from_head_layer: bool = False
 
@@ -160,7 +160,7 @@ def fine_tune(model: nn.Module, variables: dict[str, Any], subset: data_lib.Arra
   """Trains `model`'s encoder and head, from `variables`, with a new classifier on `subset`.
 
   Args:
-    model: a SimCLRModel (its probe, if any, is dropped).
+    model: a ContrastiveModel (its probe, if any, is dropped).
     variables: {'params', 'batch_stats'} with 'encoder' and 'head' (pretrained, or random for the
       scratch baseline).
     subset: the labelled images uint8 [N, H, W, 3] and labels [N].

@@ -14,6 +14,8 @@ from typing import Any, Callable
 import jax
 import optax
 
+from contrastive_jax import data as data_lib
+
 PyTree = Any
 # exclude(path, leaf) -> True to keep `leaf` out of weight decay / trust ratio.
 # `path` is the tuple of key names, e.g. ('probe', 'kernel').
@@ -181,3 +183,46 @@ def adamw(
   """
   return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
                      mask=_decay_mask_fn(exclude, decay_1d))
+
+
+def total_steps(config: Any, num_examples: int) -> int:
+  """The run's length: config.num_steps if > 0, else config.num_epochs epochs of `num_examples`."""
+  if config.num_steps > 0:
+    return int(config.num_steps)
+  return int(config.num_epochs * data_lib.steps_per_epoch(num_examples, config.batch_size))
+
+
+def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], PyTree] | None = None
+                     ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """config.optimizer with a warmup + cosine schedule; the probe is excluded like a 1-D parameter.
+
+  "lars" (default): LARS with SimCLR's masks. "sgd": SGD with momentum whose weight decay
+  covers every parameter but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
+  "adamw": AdamW decaying every parameter but the probe (MoCo v3's ViT recipe).
+  `frozen`: params -> bools, the parameters the model keeps frozen (`models.frozen_params(config)`):
+  no update, no weight decay, no optimiser state.
+  """
+  spe = data_lib.steps_per_epoch(num_examples, config.batch_size)
+  peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
+  steps = total_steps(config, num_examples)
+  warmup = int(round(config.warmup_epochs * spe))
+  if warmup >= steps:  # a short run (num_steps override) keeps a proportionate warmup
+    warmup = steps // 10
+  schedule = warmup_cosine_schedule(peak, steps, warmup)
+  name = config.get("optimizer", "lars")
+  if name == "lars":
+    tx = lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
+              trust_coefficient=config.trust_coefficient, exclude=exclude_by_name("probe"))
+  elif name == "sgd":
+    tx = sgd(schedule, momentum=config.momentum, weight_decay=config.weight_decay,
+             exclude=exclude_by_name("probe"), decay_1d=True)
+  elif name == "adamw":
+    # MoCo v3's ViT recipe decays every parameter (torch.optim.AdamW(model.parameters())).
+    tx = adamw(schedule, weight_decay=config.weight_decay, b1=config.get("adam_b1", 0.9),
+               b2=config.get("adam_b2", 0.999), exclude=exclude_by_name("probe"), decay_1d=True)
+  else:
+    raise ValueError(f"unknown config.optimizer {name!r}; use 'lars', 'sgd' or 'adamw'.")
+  if frozen is not None:
+    labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "train", frozen(p))
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+  return tx, schedule

@@ -1,4 +1,4 @@
-"""Pretraining (SimCLR, SupCon, MoCo v2/v3, BYOL): the train step, the loop and the command line.
+"""Pretraining (SimCLR, SupCon, MoCo v2/v3, BYOL): the state, the train step, the loop and the command line.
 
     python -m contrastive_jax.train --config experiments/cifar10_simclr.py --workdir DIR
 
@@ -9,7 +9,9 @@ every device), the online linear probe, gradients, the optimiser update, the
 BatchNorm statistics and the method's own state (contrastive_jax/methods/).
 `make_train_step` builds the per-device function; `distribute` runs it with
 `jax.shard_map` over the mesh's `data` axis, which spans every device of every
-process (synchronised BN uses the same axis).
+process (synchronised BN uses the same axis). `build_step(config, mesh, ...)` builds
+both from a config: the model (models.create_model), the optimiser
+(optim.create_optimizer), the method and the views, each once.
 
 Per-image augmentation keys are `split(fold_in(fold_in(key, step), global_row), views)`,
 so a step gives the same result on 1 device with batch 8b as on 8 devices with b each.
@@ -37,11 +39,11 @@ from jax.sharding import PartitionSpec as P
 from contrastive_jax import augment as augment_lib
 from contrastive_jax import data as data_lib
 from contrastive_jax import methods as methods_lib
+from contrastive_jax import models
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import resume as resume_lib
 from contrastive_jax import views as views_lib
-from contrastive_jax.models import vit as vit_lib
 from contrastive_jax.checkpoint import Checkpointer
 from contrastive_jax.models import ContrastiveModel
 
@@ -61,81 +63,6 @@ class TrainState:
   batch_stats: Any
   opt_state: Any
   method_state: Any = dataclasses.field(default_factory=dict)
-
-
-def create_model(config: ml_collections.ConfigDict, num_classes: int,
-                 axis_name: str | None = parallel.DATA_AXIS) -> ContrastiveModel:
-  m = config.model
-  return ContrastiveModel(
-      depth=m.depth, width_multiplier=m.width_multiplier, cifar_stem=m.cifar_stem,
-      head_layers=m.head_layers, proj_dim=m.proj_dim,
-      num_probe_classes=num_classes if m.online_probe else 0, axis_name=axis_name,
-      bn_momentum=m.bn_momentum, zero_init_residual=m.zero_init_residual,
-      dtype=jnp.dtype(m.dtype), base_width=m.base_width, conv_impl=m.get("conv_impl", "xla"),
-      bn_fast_variance=bool(m.get("bn_fast_variance", False)),
-      head_hidden_dim=m.get("head_hidden_dim") or None, head_hidden_bn=bool(m.get("head_hidden_bn", True)),
-      head_last_bn=bool(m.get("head_last_bn", True)), head_last_bn_scale=bool(m.get("head_last_bn_scale", True)),
-      predictor_layers=int(m.get("predictor_layers", 0)), predictor_hidden_dim=int(m.get("predictor_hidden_dim", 4096)),
-      predictor_last_bias=bool(m.get("predictor_last_bias", True)), head_init=m.get("head_init", "simclr"),
-      arch=m.get("arch", "resnet"), vit=vit_kwargs(config) if m.get("arch", "resnet") == "vit" else None)
-
-
-def vit_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`ViT` arguments from config.model (vit_variant, patch_size, posemb, pool, frozen_patch_embed,
-  and vit_width / vit_depth / vit_heads, 0 for the variant's)."""
-  m = config.model
-  return {"variant": m.vit_variant, "patch_size": int(m.patch_size), "posemb": m.posemb, "pool": m.pool,
-          "frozen_patch_embed": bool(m.frozen_patch_embed), "width": int(m.get("vit_width", 0)) or None,
-          "depth": int(m.get("vit_depth", 0)) or None, "num_heads": int(m.get("vit_heads", 0)) or None}
-
-
-# Views as configuration live in contrastive_jax/views.py; these names stay here for callers of train.
-augment_config = views_lib.augment_config
-view_configs = views_lib.view_configs
-host_crop_views = views_lib.host_crop_views
-
-
-def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
-  if config.num_steps > 0:
-    return int(config.num_steps)
-  return int(config.num_epochs * data_lib.steps_per_epoch(num_examples, config.batch_size))
-
-
-def create_optimizer(config: ml_collections.ConfigDict, num_examples: int
-                     ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """config.optimizer with a warmup + cosine schedule; the probe is excluded like a 1-D parameter.
-
-  "lars" (default): LARS with SimCLR's masks. "sgd": SGD with momentum whose weight decay
-  covers every parameter but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
-  "adamw": AdamW decaying every parameter but the probe (MoCo v3's ViT recipe). A ViT's
-  frozen patch embedding (config.model.frozen_patch_embed) gets no update at all.
-  """
-  spe = data_lib.steps_per_epoch(num_examples, config.batch_size)
-  peak = optim.scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
-  steps = total_steps(config, num_examples)
-  warmup = int(round(config.warmup_epochs * spe))
-  if warmup >= steps:  # a short run (num_steps override) keeps a proportionate warmup
-    warmup = steps // 10
-  schedule = optim.warmup_cosine_schedule(peak, steps, warmup)
-  name = config.get("optimizer", "lars")
-  if name == "lars":
-    tx = optim.lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
-                    trust_coefficient=config.trust_coefficient,
-                    exclude=optim.exclude_by_name("probe"))
-  elif name == "sgd":
-    tx = optim.sgd(schedule, momentum=config.momentum, weight_decay=config.weight_decay,
-                   exclude=optim.exclude_by_name("probe"), decay_1d=True)
-  elif name == "adamw":
-    # MoCo v3's ViT recipe decays every parameter (torch.optim.AdamW(model.parameters())).
-    tx = optim.adamw(schedule, weight_decay=config.weight_decay, b1=config.get("adam_b1", 0.9),
-                     b2=config.get("adam_b2", 0.999), exclude=optim.exclude_by_name("probe"), decay_1d=True)
-  else:
-    raise ValueError(f"unknown config.optimizer {name!r}; use 'lars', 'sgd' or 'adamw'.")
-  if config.model.get("arch", "resnet") == "vit" and config.model.get("frozen_patch_embed", False):
-    # MoCo v3's random patch projection: no update, no weight decay, no optimiser state.
-    labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "train", vit_lib.frozen_params(p))  # noqa: E731
-    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
-  return tx, schedule
 
 
 def init_key(seed: int) -> jax.Array:
@@ -179,27 +106,6 @@ def view_keys(key: jax.Array, step: jax.Array, index: jax.Array, num_views: int)
   return jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i), num_views))(index)
 
 
-def _views(batch: Batch, keys: jax.Array, augs: Sequence[augment_lib.SimCLRAugment],
-           dtype: Any = jnp.float32) -> tuple[jax.Array, ...]:
-  """The augmented `dtype` views, each at its view's size, from a uint8 batch: [b,H,W,3], or host
-  crops [b,V_g,S_g,S_g,3] per resolution group in "image", "image1", ... (`data.crop_groups`)."""
-  if batch["image"].ndim == 4:
-    images = batch["image"].astype(dtype) / 255.0
-    return tuple(augment_lib.simclr_augment(keys[:, v], images, aug) for v, aug in enumerate(augs))
-  views = []
-  for g, (start, stop) in enumerate(views_lib.resolution_groups([a.image_size for a in augs])):
-    name = data_lib.group_image_key(g)
-    crops = batch.get(name)
-    if crops is None or crops.shape[1] != stop - start:
-      got = "none" if crops is None else crops.shape[1]
-      raise ValueError(f"host crops: batch[{name!r}] has {got} views of {augs[start].image_size} px, the method "
-                       f"needs {stop - start}; build TrainIterator with crop_views=host_crop_views(augs), or set "
-                       "config.data.host_crop=False.")
-    crops = crops.astype(dtype) / 255.0
-    views += [augment_lib.simclr_augment(keys[:, v], crops[:, v - start], augs[v]) for v in range(start, stop)]
-  return tuple(views)
-
-
 def _forward(model: ContrastiveModel, variables: dict[str, Any], views: Sequence[jax.Array], per_view_bn: bool,
              method: Any = None) -> tuple[dict[str, tuple[jax.Array, ...]], Any]:
   """Train-mode outputs per view and the new batch_stats.
@@ -221,27 +127,24 @@ def _forward(model: ContrastiveModel, variables: dict[str, Any], views: Sequence
 
 
 def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    aug: augment_lib.SimCLRAugment | Sequence[augment_lib.SimCLRAugment], *,
-                    temperature: float | None = None, chunk_size: int | None = None,
-                    axis_name: str | None = parallel.DATA_AXIS, method: methods_lib.Method | None = None,
+                    augs: Sequence[augment_lib.ViewAugment], method: methods_lib.Method, *,
+                    axis_name: str | None = parallel.DATA_AXIS,
                     ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
-  """The per-device step `(state, batch, key) -> (state, metrics)` of `method` (default: SimCLR).
+  """The per-device step `(state, batch, key) -> (state, metrics)` of `method`.
 
   Args:
-    aug: one SimCLRAugment for every view, or one per view (`view_configs(config)`).
-    temperature, chunk_size: SimCLR's, when `method` is None.
-    method: from `methods.create(config, ...)`, built with the same axis_name.
+    augs: one ViewAugment per view (`views.view_configs(config)`).
+    method: from `methods.create(config, ...)`, built with the same axis_name and views.
+    axis_name: the mesh axis of `shard_map` (the model's BN axis too); None on one device.
 
   Inside `shard_map` (`axis_name` set) `batch` is this device's rows:
     image: uint8 [b, H, W, 3] or [b, V, S, S, 3]; label: int32 [b] (-1: none);
     index: int32 [b], each row's position in the global batch;
     preempt (optional): int32 [b], 1 on the rows of a process that got SIGTERM.
   `key` is the run's base key (the same on every device). Metrics are global
-  means, identical on every device.
+  means, identical on every device. `build_step(config, ...)` builds it from a config.
   """
-  if method is None:
-    method = methods_lib.simclr.make(temperature=temperature, chunk_size=chunk_size, axis_name=axis_name)
-  augs = tuple(aug) if isinstance(aug, (tuple, list)) else (aug,) * method.num_views
+  augs = tuple(augs)
   if len(augs) != method.num_views:
     raise ValueError(f"{method.name} needs {method.num_views} views; config.augment.views has {len(augs)} entries.")
   if method.predictor_layers and not model.predictor_layers:
@@ -258,7 +161,7 @@ def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, s
     return jax.lax.pmean(x, axis_name) if axis_name else x
 
   def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
-    views = _views(batch, view_keys(key, state.step, batch["index"], len(augs)), augs, dtype)
+    views = views_lib.augment_views(batch, view_keys(key, state.step, batch["index"], len(augs)), augs, dtype)
     large = views[:num_large]  # multi-crop: the target and the probe see the large crops only
     labels = jnp.concatenate([batch["label"]] * len(large))
     target = target_stats = None
@@ -311,6 +214,42 @@ def distribute(step_fn: Callable, mesh: jax.sharding.Mesh, donate: bool = True) 
   return jax.jit(sharded, donate_argnums=(0,) if donate else ())
 
 
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """What `build_step` builds from a config: the pieces, the jitted initialiser and the distributed step."""
+  model: ContrastiveModel
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  method: methods_lib.Method
+  augs: tuple[augment_lib.ViewAugment, ...]
+  total_steps: int
+  init: Callable[[jax.Array], TrainState]  # init key (`init_key(seed)`) -> replicated state
+  step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]  # jit(shard_map(train_step))
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return (self.augs[0].image_size, self.augs[0].image_size, 3)
+
+
+def build_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, num_examples: int,
+               num_classes: int, donate: bool = True) -> Step:
+  """The train step of `config` on `mesh`: model, optimiser, method and views, each built once.
+
+  `num_examples` sets the schedule's length (epochs), `num_classes` the online probe. The one
+  builder that the trainer, the tools and the tests use.
+  """
+  augs = views_lib.view_configs(config)
+  steps = optim.total_steps(config, num_examples)
+  model = models.create_model(config, num_classes, axis_name=parallel.DATA_AXIS)
+  tx, schedule = optim.create_optimizer(config, num_examples, frozen=models.frozen_params(config))
+  method = methods_lib.create(config, total_steps=steps, axis_name=parallel.DATA_AXIS, views=augs)
+  image_shape = (augs[0].image_size, augs[0].image_size, 3)
+  init = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape, method=method),
+                 out_shardings=parallel.replicated_sharding(mesh))
+  step = distribute(make_train_step(model, tx, schedule, augs, method), mesh, donate=donate)
+  return Step(model, tx, schedule, method, augs, steps, init, step)
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -350,22 +289,6 @@ class _Preemption:
   def __exit__(self, *exc):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
-
-
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """The rows of `workdir`'s metrics.jsonl (writers.read_metrics; also here for tests and tools)."""
-  from contrastive_jax import writers  # pylint: disable=g-import-not-at-top
-  return writers.read_metrics(workdir)
-
-
-def load_train_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
-  """The pretraining split: `config.data.train_split`, or STL-10's `unlabelled` for TFDS stl10."""
-  split = config.data.train_split
-  if not config.data.image_folder and split == "train":
-    split = data_lib.PRETRAIN_SPLITS.get(config.data.dataset, "train")
-  return data_lib.load_dataset(config.data.dataset, split, image_folder=config.data.image_folder or None,
-                               data_dir=config.data.data_dir or None, host_crop=config.data.host_crop,
-                               num_examples=config.data.num_train_examples)
 
 
 def _write_config(workdir: str, config_json: dict[str, Any]) -> None:
@@ -418,17 +341,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       _check_resume(ckpt, workdir, config, config_json)
     else:
       _write_config(workdir, config_json)
-    dataset = load_train_data(config)
-    steps = total_steps(config, len(dataset))
-    model = create_model(config, dataset.num_classes)
-    tx, schedule = create_optimizer(config, len(dataset))
-    method = methods_lib.create(config, total_steps=steps, axis_name=parallel.DATA_AXIS)
-    augs = view_configs(config)
-    aug = augs[0]
+    dataset = data_lib.load_train_data(config)
+    built = build_step(config, mesh, num_examples=len(dataset), num_classes=dataset.num_classes)
+    steps, augs = built.total_steps, built.augs
     key = jax.random.key(config.seed)
-    image_shape = (aug.image_size, aug.image_size, 3)
-    state = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape, method=method),
-                    out_shardings=parallel.replicated_sharding(mesh))(init_key(config.seed))
+    state = built.init(init_key(config.seed))
     if start_step:
       state, meta = ckpt.restore(state)
       start_step = int(meta["data"]["next_step"])
@@ -437,16 +354,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if start_step:
         print(f"Resumed from {ckpt.directory} at step {start_step}.", flush=True)
 
-    step_fn = distribute(make_train_step(model, tx, schedule, augs, method=method), mesh)
     batches = data_lib.TrainIterator(dataset, global_batch_size=config.batch_size, seed=config.seed,
                                      start_step=start_step, rows=data_lib.process_slice(config.batch_size, mesh),
-                                     prefetch=config.data.prefetch, crop_size=aug.image_size,
-                                     crop_views=host_crop_views(augs))
+                                     prefetch=config.data.prefetch, crop_size=augs[0].image_size,
+                                     crop_views=views_lib.host_crop_views(augs))
     writer = writers.create_writer(workdir)
     # steps/s, % done and the ETA, logged and written beside the metrics every log step.
     report = periodic_actions.ReportProgress(num_train_steps=steps, writer=writer,
                                              every_steps=config.log_every_steps, every_secs=None)
-    return _train_loop(config, ckpt, writer, report, step_fn, state, batches, key, mesh, start_step, steps,
+    return _train_loop(config, ckpt, writer, report, built.step, state, batches, key, mesh, start_step, steps,
                        config_json)
   finally:
     if batches is not None:

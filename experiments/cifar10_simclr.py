@@ -79,11 +79,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.model.online_probe = True   # linear probe on stop_gradient(h), as SimCLR TF2
 
   config.augment = ml_collections.ConfigDict()
-  config.augment.preset = "cifar10"  # SimCLRAugment.cifar10(): strength 0.5, no blur, 32 px
+  config.augment.preset = "cifar10"  # ViewAugment.cifar10(): strength 0.5, no blur, 32 px
   config.augment.image_size = 32
   config.augment.jitter_strength = 0.5
   config.augment.blur_p = 0.0
-  # One entry per view, each overriding fields of the base view above (SimCLRAugment's names,
+  # One entry per view, each overriding fields of the base view above (ViewAugment's names,
   # e.g. {"solarize_p": 0.2}); SimCLR's two views are the same distribution.
   config.augment.views = ({}, {})
 

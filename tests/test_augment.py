@@ -15,7 +15,7 @@ from tolerances import VIEW_ATOL
 
 from contrastive_jax import augment as A
 
-CIFAR = A.SimCLRAugment.cifar10()
+CIFAR = A.ViewAugment.cifar10()
 
 
 def _images(n: int = 8, size: int = 32, seed: int = 0) -> jax.Array:
@@ -170,7 +170,7 @@ def test_random_resized_crop_shapes_and_flip():
 def test_independent_views_per_image():
   image = _images(1)
   batch = jnp.repeat(image, 256, axis=0)
-  views = np.asarray(jax.jit(lambda k, x: A.simclr_augment(k, x, CIFAR))(jax.random.PRNGKey(0), batch))
+  views = np.asarray(jax.jit(lambda k, x: A.augment_batch(k, x, CIFAR))(jax.random.PRNGKey(0), batch))
   flat = views.reshape(256, -1)
   dists = ((flat[:, None, :] - flat[None, :, :]) ** 2).sum(-1)
   dists[np.arange(256), np.arange(256)] = np.inf
@@ -180,7 +180,7 @@ def test_independent_views_per_image():
 def test_determinism_key_forms_and_jit():
   x = _images(8)
   key = jax.random.PRNGKey(7)
-  f = jax.jit(lambda k, x: A.simclr_augment(k, x, CIFAR))
+  f = jax.jit(lambda k, x: A.augment_batch(k, x, CIFAR))
   a, b = f(key, x), f(key, x)
   np.testing.assert_array_equal(a, b)
   chex.assert_shape(a, x.shape)
@@ -191,11 +191,11 @@ def test_determinism_key_forms_and_jit():
   np.testing.assert_array_equal(full, a)  # single key == split(key, B)
   # Image i's view depends only on its key, so a sub-batch (another device
   # count, another chunking) gives the same views.
-  sub = A.simclr_augment(keys[2:7], x[2:7], A.SimCLRAugment.cifar10(chunk_images=2))
+  sub = A.augment_batch(keys[2:7], x[2:7], A.ViewAugment.cifar10(chunk_images=2))
   np.testing.assert_allclose(sub, full[2:7], atol=VIEW_ATOL)
   # Typed keys give the same result as raw uint32 keys with the same data.
   typed = jax.random.wrap_key_data(keys)
-  np.testing.assert_allclose(A.simclr_augment(typed, x, CIFAR), full, atol=VIEW_ATOL)
+  np.testing.assert_allclose(A.augment_batch(typed, x, CIFAR), full, atol=VIEW_ATOL)
   assert not np.allclose(f(jax.random.PRNGKey(8), x), a)
 
 
@@ -205,20 +205,20 @@ def test_chunked_paths_match_one_pass():
   x = _images(7)
   keys = jax.random.split(jax.random.PRNGKey(4), 7)
   for size in (32, 24):
-    one = A.simclr_augment(keys, x, A.SimCLRAugment.cifar10(image_size=size, chunk_images=7))
-    chunked = A.simclr_augment(keys, x, A.SimCLRAugment.cifar10(image_size=size, chunk_images=3))
+    one = A.augment_batch(keys, x, A.ViewAugment.cifar10(image_size=size, chunk_images=7))
+    chunked = A.augment_batch(keys, x, A.ViewAugment.cifar10(image_size=size, chunk_images=3))
     chex.assert_shape(chunked, (7, size, size, 3))
     np.testing.assert_allclose(chunked, one, atol=VIEW_ATOL)
 
 
 def test_random_crop_and_flip_matches_simclr_draws():
-  # The same per-image draws: simclr_augment without colour ops is exactly
+  # The same per-image draws: augment_batch without colour ops is exactly
   # random_crop_and_flip for the same keys.
   x = _images(6)
   keys = jax.random.split(jax.random.PRNGKey(6), 6)
-  plain = A.SimCLRAugment.cifar10(jitter_p=0.0, grayscale_p=0.0)
+  plain = A.ViewAugment.cifar10(jitter_p=0.0, grayscale_p=0.0)
   np.testing.assert_allclose(A.random_crop_and_flip(keys, x, plain),
-                             A.simclr_augment(keys, x, plain), atol=VIEW_ATOL)
+                             A.augment_batch(keys, x, plain), atol=VIEW_ATOL)
 
 
 def test_jitter_clip_input_equals_clipping_first():
@@ -236,10 +236,10 @@ def test_jitter_clip_input_equals_clipping_first():
 def test_vmap_and_one_image():
   x = _images(2 * 4).reshape(2, 4, 32, 32, 3)
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  y = jax.vmap(lambda k, xs: A.simclr_augment(k, xs, CIFAR))(keys, x)
+  y = jax.vmap(lambda k, xs: A.augment_batch(k, xs, CIFAR))(keys, x)
   chex.assert_shape(y, (2, 4, 32, 32, 3))
-  np.testing.assert_allclose(y[1], A.simclr_augment(keys[1], x[1], CIFAR), atol=VIEW_ATOL)
-  one = A.simclr_augment_one(jax.random.split(keys[1], 4)[2], x[1, 2], CIFAR)
+  np.testing.assert_allclose(y[1], A.augment_batch(keys[1], x[1], CIFAR), atol=VIEW_ATOL)
+  one = A.augment_image(jax.random.split(keys[1], 4)[2], x[1, 2], CIFAR)
   np.testing.assert_allclose(one, y[1, 2], atol=VIEW_ATOL)
 
 
@@ -251,21 +251,21 @@ def test_grayscale_fraction():
   assert abs(gray.mean() - p) < tol, gray.mean()
   # Inside the full pipeline: jitter never makes a colour image gray, so the
   # colour-drop rate is p as well.
-  cfg = A.SimCLRAugment.cifar10(image_size=8, crop=False, flip_p=0.0)
-  z = np.asarray(A.simclr_augment(jax.random.PRNGKey(1), _images(n, 8), cfg))
+  cfg = A.ViewAugment.cifar10(image_size=8, crop=False, flip_p=0.0)
+  z = np.asarray(A.augment_batch(jax.random.PRNGKey(1), _images(n, 8), cfg))
   gray = np.all(np.abs(z - z[..., :1]) < 1e-6, axis=(1, 2, 3))
   assert abs(gray.mean() - p) < tol, gray.mean()
 
 
 def test_imagenet_pipeline_and_host_crop_split():
   x = _images(3, 64)
-  y = A.simclr_augment(jax.random.PRNGKey(0), x, A.SimCLRAugment.imagenet(image_size=48))
+  y = A.augment_batch(jax.random.PRNGKey(0), x, A.ViewAugment.imagenet(image_size=48))
   chex.assert_shape(y, (3, 48, 48, 3))
   assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
-  no_crop = A.SimCLRAugment.imagenet(image_size=64, crop=False, solarize_p=0.2)
-  chex.assert_shape(A.simclr_augment(jax.random.PRNGKey(0), x, no_crop), (3, 64, 64, 3))
+  no_crop = A.ViewAugment.imagenet(image_size=64, crop=False, solarize_p=0.2)
+  chex.assert_shape(A.augment_batch(jax.random.PRNGKey(0), x, no_crop), (3, 64, 64, 3))
   with pytest.raises(ValueError, match="crop=False"):
-    A.simclr_augment(jax.random.PRNGKey(0), x, A.SimCLRAugment.imagenet(crop=False))
+    A.augment_batch(jax.random.PRNGKey(0), x, A.ViewAugment.imagenet(crop=False))
 
 
 def test_eval_preprocessing():
@@ -310,15 +310,15 @@ def test_solarize():
 def test_bad_input_raises_clear_errors():
   key = jax.random.PRNGKey(0)
   with pytest.raises(ValueError, match=r"4-D NHWC.*\(32, 32, 3\)"):
-    A.simclr_augment(key, jnp.zeros((32, 32, 3)), CIFAR)
+    A.augment_batch(key, jnp.zeros((32, 32, 3)), CIFAR)
   with pytest.raises(ValueError, match="4-D NHWC"):
-    A.simclr_augment(key, jnp.zeros((2, 3, 32, 32)), CIFAR)
+    A.augment_batch(key, jnp.zeros((2, 3, 32, 32)), CIFAR)
   with pytest.raises(ValueError, match=r"astype\(jnp.float32\) / 255"):
-    A.simclr_augment(key, jnp.zeros((2, 32, 32, 3), jnp.uint8), CIFAR)
+    A.augment_batch(key, jnp.zeros((2, 32, 32, 3), jnp.uint8), CIFAR)
   with pytest.raises(ValueError, match="uint8"):
     A.adjust_hue(np.zeros((2, 8, 8, 3), np.uint8), 0.1)
   with pytest.raises(ValueError, match="per-image keys"):
-    A.simclr_augment(jax.random.split(key, 3), jnp.zeros((2, 32, 32, 3)), CIFAR)
+    A.augment_batch(jax.random.split(key, 3), jnp.zeros((2, 32, 32, 3)), CIFAR)
 
 
 # ---------------------------------------------------------------- host side

@@ -62,27 +62,27 @@ def _device_views() -> dict[str, np.ndarray]:
   x80 = _float(_uint8(1, 80, 96, 4))
   x16 = _float(_uint8(4, 16, 16, 5))
   x8 = _float(_uint8(2, 8, 8, 6)) * 1.4 - 0.2  # colour ops also see values outside [0, 1]
-  cifar = A.SimCLRAugment.cifar10
-  imagenet = A.SimCLRAugment.imagenet
+  cifar = A.ViewAugment.cifar10
+  imagenet = A.ViewAugment.imagenet
   views = {
       # Presets: CIFAR-10 (no blur) and ImageNet-style (blur on) at small sizes.
-      "cifar10": A.simclr_augment(key, x32, cifar()),
-      "cifar10_multiplicative": A.simclr_augment(key, x32[:2], cifar(multiplicative_brightness=True)),
-      "cifar10_byol_jitter": A.simclr_augment(key, x32[2:], cifar(jitter=(0.4, 0.4, 0.2, 0.1))),
-      "cifar10_bilinear": A.simclr_augment(key, x40, cifar(resize_method="bilinear")),
+      "cifar10": A.augment_batch(key, x32, cifar()),
+      "cifar10_multiplicative": A.augment_batch(key, x32[:2], cifar(multiplicative_brightness=True)),
+      "cifar10_byol_jitter": A.augment_batch(key, x32[2:], cifar(jitter=(0.4, 0.4, 0.2, 0.1))),
+      "cifar10_bilinear": A.augment_batch(key, x40, cifar(resize_method="bilinear")),
       # Chunk loops with a tail chunk: in place (32 -> 32) and lax.map (32 -> 24).
-      "cifar10_chunked": A.simclr_augment(keys3, x32[1:],
+      "cifar10_chunked": A.augment_batch(keys3, x32[1:],
                                           cifar(chunk_images=2)),
-      "cifar10_24_chunked": A.simclr_augment(keys3, x32[1:],
+      "cifar10_24_chunked": A.augment_batch(keys3, x32[1:],
                                              cifar(image_size=24, chunk_images=2)),
-      "typed_keys": A.simclr_augment(jax.random.wrap_key_data(keys3[:2]), x16[:2],
+      "typed_keys": A.augment_batch(jax.random.wrap_key_data(keys3[:2]), x16[:2],
                                      cifar(image_size=16)),
-      "simclr_augment_one": A.simclr_augment_one(key, x16[2], cifar(image_size=16)),
-      "imagenet48_crop": A.simclr_augment(key, x56, imagenet(image_size=48)),
-      "imagenet48_no_crop": A.simclr_augment(key, x48, imagenet(image_size=48, crop=False)),
-      "imagenet48_solarize": A.simclr_augment(
+      "augment_image": A.augment_image(key, x16[2], cifar(image_size=16)),
+      "imagenet48_crop": A.augment_batch(key, x56, imagenet(image_size=48)),
+      "imagenet48_no_crop": A.augment_batch(key, x48, imagenet(image_size=48, crop=False)),
+      "imagenet48_solarize": A.augment_batch(
           key, x56, imagenet(image_size=48, solarize_p=0.5, blur_padding="zeros")),
-      "imagenet72_crop": A.simclr_augment(key, x80, imagenet(image_size=72)),  # gathered columns
+      "imagenet72_crop": A.augment_batch(key, x80, imagenet(image_size=72)),  # gathered columns
       "random_crop_and_flip_size": A.random_crop_and_flip(key, x40, 32),
       "random_crop_and_flip_config": A.random_crop_and_flip(key, x56, imagenet(image_size=48)),
       "center_crop_48": A.center_crop(x56[:1], 48),

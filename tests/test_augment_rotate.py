@@ -145,31 +145,31 @@ def test_rotate_bad_arguments():
     A.random_rotate(jax.random.split(jax.random.PRNGKey(0), 3), jnp.zeros((2, 8, 8, 3)),
                     max_degrees=5.0)
   with pytest.raises(ValueError, match="rotate_p"):
-    A.simclr_augment(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 3)),
-                     A.SimCLRAugment.cifar10(rotate_p=2.0, rotate_max_degrees=10.0))
+    A.augment_batch(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 3)),
+                     A.ViewAugment.cifar10(rotate_p=2.0, rotate_max_degrees=10.0))
 
 
 # ------------------------------------------------------------------ pipeline
 
 
 def test_presets_have_no_rotation():
-  for config in (A.SimCLRAugment(), A.SimCLRAugment.cifar10(), A.SimCLRAugment.imagenet()):
+  for config in (A.ViewAugment(), A.ViewAugment.cifar10(), A.ViewAugment.imagenet()):
     assert config.rotate_p == 0.0 and config.rotate_max_degrees == 0.0
 
 
 def test_pipeline_rotation_changes_no_other_draw():
   x = jnp.asarray(_images(16, 40, 40, seed=1))
   key = jax.random.PRNGKey(7)
-  base = A.SimCLRAugment.cifar10(blur_p=0.5, solarize_p=0.3)
-  default = np.asarray(A.simclr_augment(key, x, base))
+  base = A.ViewAugment.cifar10(blur_p=0.5, solarize_p=0.3)
+  default = np.asarray(A.augment_batch(key, x, base))
   # rotate_p = 0 whatever the angle: the default program and numbers.
-  off = A.simclr_augment(key, x, dataclasses.replace(base, rotate_max_degrees=30.0))
+  off = A.augment_batch(key, x, dataclasses.replace(base, rotate_max_degrees=30.0))
   np.testing.assert_array_equal(off, default)
   # Rotating every image by exactly 0 degrees: the same crops, flips and colours, to the bit.
-  zero = A.simclr_augment(key, x, dataclasses.replace(base, rotate_p=1.0))
+  zero = A.augment_batch(key, x, dataclasses.replace(base, rotate_p=1.0))
   np.testing.assert_array_equal(zero, default)
   # And real angles change every view.
-  on = np.asarray(A.simclr_augment(key, x, dataclasses.replace(base, rotate_p=1.0,
+  on = np.asarray(A.augment_batch(key, x, dataclasses.replace(base, rotate_p=1.0,
                                                                rotate_max_degrees=30.0)))
   assert np.all(np.any(on != default, axis=(1, 2, 3)))
 
@@ -177,13 +177,13 @@ def test_pipeline_rotation_changes_no_other_draw():
 def test_pipeline_rotates_after_crop_and_flip_before_the_colour_ops():
   x = jnp.asarray(_images(8, 40, 40, seed=2))
   keys = jax.random.split(jax.random.PRNGKey(8), 8)
-  geometric = A.SimCLRAugment.cifar10(jitter_p=0.0, grayscale_p=0.0)
+  geometric = A.ViewAugment.cifar10(jitter_p=0.0, grayscale_p=0.0)
   rot = dict(rotate_p=1.0, rotate_max_degrees=45.0)
   # crop + flip + rotation == `rotate` of the crop + flip, by the pipeline's angles.
   _, degrees = _rotate_draws(keys, 1.0, 45.0)
-  want = A.rotate(A.simclr_augment(keys, x, geometric), degrees)
-  rotated = A.simclr_augment(keys, x, dataclasses.replace(geometric, **rot))
+  want = A.rotate(A.augment_batch(keys, x, geometric), degrees)
+  rotated = A.augment_batch(keys, x, dataclasses.replace(geometric, **rot))
   np.testing.assert_allclose(rotated, want, atol=1e-5)
   # Solarize (a colour op) sees the rotated view: solarize(rotate(crop)), not the other order.
-  solarized = A.simclr_augment(keys, x, dataclasses.replace(geometric, solarize_p=1.0, **rot))
+  solarized = A.augment_batch(keys, x, dataclasses.replace(geometric, solarize_p=1.0, **rot))
   np.testing.assert_allclose(solarized, A.solarize(rotated), atol=1e-6)

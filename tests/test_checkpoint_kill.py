@@ -25,6 +25,7 @@ import pytest
 
 from contrastive_jax import cli
 from contrastive_jax import train as train_lib
+from contrastive_jax import writers
 from contrastive_jax.checkpoint import Checkpointer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
   config = cli.load_config(f"{CONFIG}:test", **{"num_steps": STEPS, "checkpoint_every_steps": 2,
                                                 "keep_checkpoints": 2, "data.image_folder": str(image_folder)})
   train_lib.train_and_evaluate(config, str(tmp_path))
-  want = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path)}
+  want = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path)}
   ckpt_dir = tmp_path / "checkpoints"
   assert Checkpointer(str(ckpt_dir), read_only=True).all_steps() == [4, 6]
 
@@ -68,7 +69,7 @@ def test_checkpointer_resumes_past_a_save_killed_halfway(image_folder, tmp_path)
   assert Checkpointer(str(ckpt_dir), read_only=True).latest_step() == 4
   (tmp_path / "metrics.jsonl").write_text("")
   summary = train_lib.train_and_evaluate(config, str(tmp_path))
-  got = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path)}
+  got = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path)}
   assert sorted(got) == [5, 6]  # resumed after step 4
   for s in (5, 6):
     np.testing.assert_allclose(got[s], want[s], rtol=1e-5)
@@ -142,7 +143,7 @@ def test_sigkill_during_a_save_resumes_from_the_last_complete_checkpoint(image_f
   assert _tmp_dirs(ckpt_dir) == []
   # Steps that the killed run had already logged came out the same when recomputed.
   by_step: dict[int, list[float]] = {}
-  for m in train_lib.read_metrics(workdir):
+  for m in writers.read_metrics(workdir):
     by_step.setdefault(m["step"], []).append(m["loss"])
   assert sorted(by_step) == list(range(1, STEPS + 1))
   for losses in by_step.values():

@@ -5,7 +5,10 @@ import os
 
 import pytest
 
-from contrastive_jax import methods, train
+from contrastive_jax import methods
+from contrastive_jax import models
+from contrastive_jax import optim
+from contrastive_jax import views as views_lib
 from contrastive_jax.cli import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,12 +26,12 @@ SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test")] + EX
                          ids=lambda s: os.path.basename(s))
 def test_every_experiment_config_builds_its_model_method_views_and_optimizer(spec):
   config = load_config(spec.rstrip(":"))
-  model = train.create_model(config, 10, axis_name=None)
+  model = models.create_model(config, 10, axis_name=None)
   method = methods.create(config, total_steps=100, axis_name=None)
-  views = train.view_configs(config)
+  views = views_lib.view_configs(config)
   assert len(views) == method.num_views
   assert bool(method.predictor_layers) <= bool(model.predictor_layers)
-  tx, schedule = train.create_optimizer(config, 50_000)
+  tx, schedule = optim.create_optimizer(config, num_examples=50_000)
   assert tx is not None and float(schedule(0)) >= 0.0
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from contrastive_jax.models import ResNet, SimCLRModel
 from contrastive_jax import parallel
+from contrastive_jax.models import ContrastiveModel, ResNet
 from contrastive_jax.models.conv import GemmConv, im2col_conv, resolve_conv_impl, winograd_applies, winograd_conv
 
 RTOL = 1e-4
@@ -140,7 +140,7 @@ def test_resnet18_gemm_convs_equal_xla(impl, cifar_stem, size):
 
 def test_simclr_model_passes_conv_impl_and_bf16_works():
   impl = "winograd"
-  model = SimCLRModel(depth=18, cifar_stem=True, base_width=8, conv_impl=impl, dtype=jnp.bfloat16)
+  model = ContrastiveModel(depth=18, cifar_stem=True, base_width=8, conv_impl=impl, dtype=jnp.bfloat16)
   assert model.clone().conv_impl == impl
   x = _normal(4, (2, 8, 8, 3))
   variables = jax.jit(model.init)(jax.random.key(0, impl="rbg"), x)
@@ -164,4 +164,4 @@ def test_unknown_conv_impl_is_rejected():
   with pytest.raises(ValueError, match="conv_impl"):
     ResNet(18, conv_impl="fft")
   with pytest.raises(ValueError, match="conv_impl"):
-    SimCLRModel(depth=18, conv_impl="cudnn")
+    ContrastiveModel(depth=18, conv_impl="cudnn")

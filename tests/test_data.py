@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 
 from contrastive_jax import cli
 from contrastive_jax import data as data_lib
-from contrastive_jax import train as train_lib
+from contrastive_jax import views as views_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_IMAGES = 40
@@ -138,7 +138,7 @@ def test_tfds_file_formats_give_the_same_examples_in_the_same_order(tfds_dirs):
 def test_tfds_host_crop_through_the_train_config(tfds_dir):
   config = cli.load_config(f"{ROOT / 'experiments' / 'cifar10_simclr.py'}:test", **{
       "data.dataset": "tiny_variable_size_images", "data.data_dir": str(tfds_dir), "data.host_crop": True})
-  ds = train_lib.load_train_data(config)
+  ds = data_lib.load_train_data(config)
   assert isinstance(ds, data_lib.EncodedDataset) and len(ds) == NUM_IMAGES  # num_train_examples 64 > 40
 
 
@@ -230,7 +230,7 @@ def test_global_batch_indices_slice_each_epochs_permutation():
 def test_host_crops_take_each_views_area_range():
   """Variable-size datasets crop on the host with each view's own crop_area_range and aspect range."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from contrastive_jax import augment, train  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
   from contrastive_jax.cli import load_config  # pylint: disable=g-import-not-at-top
   ramp = np.broadcast_to(np.linspace(0, 255, 96).astype(np.uint8)[None, :, None], (96, 96, 3))
   png = tf.io.encode_png(ramp)
@@ -242,6 +242,6 @@ def test_host_crops_take_each_views_area_range():
     assert span(whole) > 240 and span(small) < 100, (span(whole), span(small))
   config = load_config("experiments/cifar10_simclr.py:test")
   config.augment.views = ({}, {"crop_area_range": (0.5, 1.0)})
-  got = train.host_crop_views(train.view_configs(config))
+  got = views_lib.host_crop_views(views_lib.view_configs(config))
   assert got == ({"size": 32, "area_range": (0.08, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)},
                  {"size": 32, "area_range": (0.5, 1.0), "aspect_ratio_range": (3 / 4, 4 / 3)})

@@ -26,6 +26,7 @@ from contrastive_jax import cli
 from contrastive_jax import data as data_lib
 from contrastive_jax import embed as embed_lib
 from contrastive_jax import evaluate
+from contrastive_jax import models
 from contrastive_jax import train as train_lib
 from contrastive_jax.checkpoint import Checkpointer
 
@@ -65,7 +66,7 @@ def _fill(shapes: Any, seed: int) -> Any:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
   config = cli.load_config(f"{CONFIG}:test")
-  model = train_lib.create_model(config, 4, axis_name=None)
+  model = models.create_model(config, 4, axis_name=None)
   # AdamW, not the LARS the config trains with: readers must not rebuild the optimiser.
   shapes = jax.eval_shape(functools.partial(train_lib.init_state, model, optax.adamw(1e-3), image_shape=(32, 32, 3)),
                           train_lib.init_key(0))

@@ -20,8 +20,12 @@ from contrastive_jax import cli
 from contrastive_jax import data as data_lib
 from contrastive_jax import evaluate
 from contrastive_jax import methods as methods_lib
+from contrastive_jax import models
+from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import train as train_lib
+from contrastive_jax import views as views_lib
+from contrastive_jax import writers
 from contrastive_jax.checkpoint import Checkpointer
 from cli_runner import free_port, launch_2x2, run_cli, wait_ok
 
@@ -67,7 +71,7 @@ def test_every_method_has_a_config_and_a_method():
       config = cli.load_config(str(ROOT / "experiments" / f"cifar10_{name}.py") + (f":{preset}" if preset else ""))
       assert config.method == name
       method = methods_lib.create(config, total_steps=10, axis_name=None)
-      assert method.name == name and len(train_lib.view_configs(config)) == method.num_views
+      assert method.name == name and len(views_lib.view_configs(config)) == method.num_views
 
 
 @pytest.mark.slow
@@ -86,15 +90,15 @@ def test_step_8_devices_equals_1_device(method_name):
 
 def _check_step_8_devices_equals_1_device(method_name):
   config = _config(method_name, batch_size=16, **{"model.dtype": "float64"})
-  model = train_lib.create_model(config, num_classes=4)
-  tx, schedule = train_lib.create_optimizer(config, num_examples=64)
+  model = models.create_model(config, num_classes=4)
+  tx, schedule = optim.create_optimizer(config, num_examples=64)
   method = methods_lib.create(config, total_steps=4, axis_name=parallel.DATA_AXIS)
   state0 = train_lib.init_state(model, tx, jax.random.key(1, impl="rbg"), (32, 32, 3), method=method)
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
            "label": np.where(np.arange(16) % 5 == 4, -1, np.arange(16) % 4).astype(np.int32),
            "index": np.arange(16, dtype=np.int32)}
-  step = train_lib.make_train_step(model, tx, schedule, train_lib.view_configs(config), method=method)
+  step = train_lib.make_train_step(model, tx, schedule, views_lib.view_configs(config), method=method)
   results = []
   for devices in (jax.devices()[:8], jax.devices()[:1]):
     mesh = parallel.make_data_mesh(devices)
@@ -153,10 +157,10 @@ def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folde
     summary = train_lib.train_and_evaluate(config, str(tmp_path / "stopped"))
   assert summary["preempted"] and 2 <= summary["last_step"] < 5, summary
   train_lib.train_and_evaluate(config, str(tmp_path / "stopped"))
-  want = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "straight")}
-  got = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "stopped")}
+  want = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / "straight")}
+  got = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / "stopped")}
   assert sorted(got) == sorted(want) == [1, 2, 3, 4, 5]
-  assert all(np.isfinite(m["probe_loss"]) for m in train_lib.read_metrics(tmp_path / "straight"))  # the online probe
+  assert all(np.isfinite(m["probe_loss"]) for m in writers.read_metrics(tmp_path / "straight"))  # the online probe
   # The same program on the same machine and inputs: the same float32 arithmetic, to the bit.
   assert got == want
   (step_a, a), (step_b, b) = _final_state(tmp_path / "straight"), _final_state(tmp_path / "stopped")
@@ -187,8 +191,8 @@ def test_moco_v2_two_processes_equal_one_process(image_folder, tmp_path):
                 env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", **x64})
   assert one.returncode == 0, one.stdout + one.stderr
   wait_ok(procs)
-  want = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "one")}
-  got = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "two")}
+  want = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / "one")}
+  got = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / "two")}
   assert sorted(got) == sorted(want) == [1, 2, 3]
   for s in want:
     np.testing.assert_allclose(got[s], want[s], rtol=1e-5, err_msg=f"step {s}")
@@ -220,12 +224,12 @@ def test_unknown_view_field_names_the_valid_ones():
   config = _config("byol")
   config.augment.views = ({}, {"solarise_p": 0.2})
   with pytest.raises(ValueError, match=r"config.augment.views\[1\] has unknown augmentation fields \['solarise_p'\]"):
-    train_lib.view_configs(config)
+    views_lib.view_configs(config)
 
 
 def test_views_take_their_own_settings():
   """BYOL's second view solarizes, the first does not; everything else is the base view's."""
-  first, second = train_lib.view_configs(_config("byol"))
+  first, second = views_lib.view_configs(_config("byol"))
   assert first.solarize_p == 0.0 and second.solarize_p == 0.2
   assert first.jitter == second.jitter == (0.4, 0.4, 0.2, 0.1)
 

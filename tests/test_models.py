@@ -1,4 +1,4 @@
-"""Tests for contrastive_jax.models: ResNet, ProjectionHead, SimCLRModel."""
+"""Tests for contrastive_jax.models: ResNet, ProjectionHead, ContrastiveModel."""
 
 import functools
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
-from contrastive_jax.models import ProjectionHead, ResNet, SimCLRModel, feature_dim
+from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, feature_dim
 from contrastive_jax.models.resnet import Bottleneck
 
 # torchvision backbones without fc (torchvision total minus fc weights + bias).
@@ -99,9 +99,9 @@ def _random_variables(model: nn.Module, shape, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def sim18():
-  """SimCLRModel with ResNet-18 (CIFAR stem) + probe, variables, a [16, 16, 16, 3]
+  """ContrastiveModel with ResNet-18 (CIFAR stem) + probe, variables, a [16, 16, 16, 3]
   batch and the single-device train-mode outputs on it (shared to compile less)."""
-  model = SimCLRModel(depth=18, cifar_stem=True, num_probe_classes=5)
+  model = ContrastiveModel(depth=18, cifar_stem=True, num_probe_classes=5)
   x = _normal(1, (16, 16, 16, 3))
   variables = _random_variables(model, x.shape)
   out, updates = _train_apply(model)(variables, x)
@@ -254,7 +254,7 @@ def test_projection_head_layers():
 
 @pytest.mark.parametrize("num_probe_classes", [0, 10])
 def test_simclr_model_outputs(num_probe_classes):
-  model = SimCLRModel(depth=18, cifar_stem=True, head_layers=3, num_probe_classes=num_probe_classes)
+  model = ContrastiveModel(depth=18, cifar_stem=True, head_layers=3, num_probe_classes=num_probe_classes)
   out, variables = _abstract_init(model, (3, 32, 32, 3))
   assert set(variables["params"]) == ({"encoder", "head", "probe"} if num_probe_classes else {"encoder", "head"})
   assert set(variables["batch_stats"]) == {"encoder", "head"}
@@ -286,9 +286,9 @@ def test_probe_gradient_does_not_reach_encoder(sim18):
 
 
 def test_probe_is_zero_initialised():
-  _, variables = _abstract_init(SimCLRModel(depth=18, cifar_stem=True, num_probe_classes=3))
+  _, variables = _abstract_init(ContrastiveModel(depth=18, cifar_stem=True, num_probe_classes=3))
   chex.assert_shape(variables["params"]["probe"]["kernel"], (512, 3))
-  kernel = jax.jit(lambda k: SimCLRModel(depth=18, cifar_stem=True, num_probe_classes=3).init(
+  kernel = jax.jit(lambda k: ContrastiveModel(depth=18, cifar_stem=True, num_probe_classes=3).init(
       k, jnp.zeros((1, 8, 8, 3)))["params"]["probe"]["kernel"])(_key(0))
   np.testing.assert_array_equal(kernel, 0.0)
 
@@ -333,13 +333,13 @@ def test_bad_inputs_and_head_configs():
   with pytest.raises(ValueError, match=r"\[B, D\]"):
     ProjectionHead().init(_key(0), jnp.zeros((2, 3, 4)))
   with pytest.raises(ValueError, match="num_probe_classes"):
-    SimCLRModel(num_probe_classes=-1)
+    ContrastiveModel(num_probe_classes=-1)
   with pytest.raises(ValueError, match="depth must be one of"):
-    SimCLRModel(depth=7)
+    ContrastiveModel(depth=7)
   with pytest.raises(ValueError, match="head_layers"):
-    SimCLRModel(depth=18, head_layers=0)
+    ContrastiveModel(depth=18, head_layers=0)
   with pytest.raises(ValueError, match="bn_momentum"):  # checked by the encoder at init
-    _abstract_init(SimCLRModel(depth=18, bn_momentum=1.5))
+    _abstract_init(ContrastiveModel(depth=18, bn_momentum=1.5))
 
 
 def test_torch_dense_init_draws_kernels_and_biases_from_pytorch_linear_default_range():

@@ -12,6 +12,8 @@ from tolerances import REASSOC_RTOL
 from contrastive_jax import cli
 from contrastive_jax import data as data_lib
 from contrastive_jax import methods as methods_lib
+from contrastive_jax import models
+from contrastive_jax import optim
 from contrastive_jax import train as train_lib
 from contrastive_jax import views as views_lib
 
@@ -29,7 +31,7 @@ def _batch(b=8):
 
 
 def test_multicrop_preset_gives_2_large_and_4_small_views():
-  augs = train_lib.view_configs(_config("multicrop"))
+  augs = views_lib.view_configs(_config("multicrop"))
   assert [a.image_size for a in augs] == [32, 32, 16, 16, 16, 16]
   assert [a.crop_area_range for a in augs] == [(0.14, 1.0)] * 2 + [(0.05, 0.14)] * 4
   assert views_lib.num_large_views(augs) == 2
@@ -39,11 +41,11 @@ def test_multicrop_preset_gives_2_large_and_4_small_views():
 
 
 def test_multicrop_views_have_their_sizes_and_are_independent_per_image_and_crop():
-  augs = train_lib.view_configs(_config())
+  augs = views_lib.view_configs(_config())
   batch = _batch()
   batch["image"][1] = batch["image"][0]  # two copies of one source image
   keys = train_lib.view_keys(jax.random.key(3), jnp.asarray(0), jnp.asarray(batch["index"]), len(augs))
-  views = train_lib._views(batch, keys, augs)
+  views = views_lib.augment_views(batch, keys, augs)
   assert [v.shape for v in views] == [(8, 32, 32, 3)] * 2 + [(8, 16, 16, 3)] * 4
   for v in views:
     assert not np.allclose(v[0], v[1])  # the same image in two rows gets its own crops
@@ -53,22 +55,22 @@ def test_multicrop_views_have_their_sizes_and_are_independent_per_image_and_crop
 
 def test_adding_small_crops_leaves_the_large_views_as_they_were():
   """The keys of views 0 and 1 do not depend on how many views follow (SimCLR's stay as they are)."""
-  augs = train_lib.view_configs(_config())
+  augs = views_lib.view_configs(_config())
   batch = _batch()
   index = jnp.asarray(batch["index"])
-  six = train_lib._views(batch, train_lib.view_keys(jax.random.key(3), jnp.asarray(5), index, 6), augs)
-  two = train_lib._views(batch, train_lib.view_keys(jax.random.key(3), jnp.asarray(5), index, 2), augs[:2])
+  six = views_lib.augment_views(batch, train_lib.view_keys(jax.random.key(3), jnp.asarray(5), index, 6), augs)
+  two = views_lib.augment_views(batch, train_lib.view_keys(jax.random.key(3), jnp.asarray(5), index, 2), augs[:2])
   for a, b in zip(six[:2], two):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_simclr_multicrop_step_runs_and_is_the_supcon_loss_without_labels():
   config = _config()
-  model = train_lib.create_model(config, num_classes=4, axis_name=None)
-  tx, schedule = train_lib.create_optimizer(config, num_examples=64)
+  model = models.create_model(config, num_classes=4, axis_name=None)
+  tx, schedule = optim.create_optimizer(config, num_examples=64)
   method = methods_lib.create(config, total_steps=4, axis_name=None)
   state = train_lib.init_state(model, tx, jax.random.key(1), (32, 32, 3), method=method)
-  step = jax.jit(train_lib.make_train_step(model, tx, schedule, train_lib.view_configs(config), method=method,
+  step = jax.jit(train_lib.make_train_step(model, tx, schedule, views_lib.view_configs(config), method=method,
                                            axis_name=None))
   new_state, metrics = step(state, _batch(), jax.random.key(7))
   # 12 columns per image's crop: 5 positives (its other crops) among 8 * 6 - 1 others.
@@ -96,7 +98,7 @@ def test_views_out_of_order_or_a_multicrop_moco_are_rejected():
   config = _config()
   config.augment.views = ({"image_size": 16}, {}, {})
   with pytest.raises(ValueError, match="large crops first"):
-    train_lib.view_configs(config)
+    views_lib.view_configs(config)
   config = cli.load_config(str(ROOT / "experiments" / "cifar10_moco_v3.py") + ":test")
   config.augment.views = (*config.augment.views, {"image_size": 16})
   with pytest.raises(ValueError, match="moco_v3 uses 2 views"):
@@ -117,7 +119,7 @@ def test_small_crops_are_cut_on_the_host_for_variable_size_datasets(image_folder
   ds = data_lib.load_dataset("unused", "train", image_folder=str(image_folder), host_crop=True)
   config = _config()
   config.data.host_crop = True
-  crop_views = train_lib.host_crop_views(train_lib.view_configs(config))
+  crop_views = views_lib.host_crop_views(views_lib.view_configs(config))
 
   def first(views):
     it = data_lib.TrainIterator(ds, global_batch_size=8, seed=1, crop_size=32, crop_views=views)
@@ -129,12 +131,12 @@ def test_small_crops_are_cut_on_the_host_for_variable_size_datasets(image_folder
   multi, two = first(crop_views), first(crop_views[:2])
   assert multi["image"].shape == (8, 2, 32, 32, 3) and multi["image1"].shape == (8, 4, 16, 16, 3)
   np.testing.assert_array_equal(multi["image"], two["image"])
-  augs = train_lib.view_configs(config)
+  augs = views_lib.view_configs(config)
   keys = train_lib.view_keys(jax.random.key(0), jnp.asarray(0), jnp.asarray(multi["index"]), len(augs))
-  views = train_lib._views(multi, keys, augs)
+  views = views_lib.augment_views(multi, keys, augs)
   assert [v.shape[1] for v in views] == [32, 32, 16, 16, 16, 16]
   with pytest.raises(ValueError, match="image1"):
-    train_lib._views(two, keys, augs)
+    views_lib.augment_views(two, keys, augs)
 
 
 @pytest.mark.parametrize("view, field", [({"crop_area_range": (0.0, 1.0)}, "crop_area_range"),
@@ -144,5 +146,5 @@ def test_small_crops_are_cut_on_the_host_for_variable_size_datasets(image_folder
 def test_a_bad_view_setting_names_the_view_the_field_and_the_valid_range(view, field):
   config = _config("test")
   config.augment.views = ({}, view)
-  with pytest.raises(ValueError, match=rf"config.augment.views\[1\]: SimCLRAugment.{field} must be"):
-    train_lib.view_configs(config)
+  with pytest.raises(ValueError, match=rf"config.augment.views\[1\]: ViewAugment.{field} must be"):
+    views_lib.view_configs(config)

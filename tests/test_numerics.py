@@ -17,8 +17,12 @@ from tolerances import REASSOC_RTOL
 from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import cli
+from contrastive_jax import methods as methods_lib
+from contrastive_jax import models
+from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import train as train_lib
+from contrastive_jax import views as views_lib
 from contrastive_jax.models import ProjectionHead
 
 CONFIG = "experiments/cifar10_simclr.py:test"
@@ -28,14 +32,12 @@ BATCH = 16
 
 def _run(devices, steps=STEPS, dtype="float32", bn_fast_variance=False, seed=0):
   """`steps` train steps of the tiny test model on `devices`: [(loss, grad_norm)] per step, params before, after."""
-  config = cli.load_config(CONFIG, **{"batch_size": BATCH, "model.dtype": dtype})
-  model = train_lib.create_model(config, num_classes=4).clone(bn_fast_variance=bn_fast_variance)
-  tx, schedule = train_lib.create_optimizer(config, num_examples=64)
-  aug = train_lib.augment_config(config)
+  config = cli.load_config(CONFIG, **{"batch_size": BATCH, "model.dtype": dtype,
+                                      "model.bn_fast_variance": bn_fast_variance})
   mesh = parallel.make_data_mesh(devices)
-  fn = train_lib.distribute(train_lib.make_train_step(model, tx, schedule, aug, temperature=config.temperature),
-                            mesh, donate=False)
-  state = jax.device_put(train_lib.init_state(model, tx, train_lib.init_key(seed), (32, 32, 3)),
+  built = train_lib.build_step(config, mesh, num_examples=64, num_classes=4, donate=False)
+  fn = built.step
+  state = jax.device_put(train_lib.init_state(built.model, built.tx, train_lib.init_key(seed), (32, 32, 3)),
                          parallel.replicated_sharding(mesh))
   params0 = jax.tree.map(np.asarray, state.params)
   rng = np.random.default_rng(seed)
@@ -113,7 +115,7 @@ def test_every_bn_of_the_model_uses_the_two_pass_variance():
       seen["/".join(context.module.path)] = context.module.use_fast_variance
     return next_fun(*args, **kwargs)
   for fast in (False, True):
-    model = train_lib.create_model(config, num_classes=4, axis_name=None).clone(bn_fast_variance=fast)
+    model = models.create_model(config, num_classes=4, axis_name=None).clone(bn_fast_variance=fast)
     seen.clear()
     with nn.intercept_methods(record):
       jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=True))
@@ -128,17 +130,17 @@ def test_float64_step_is_float64_throughout_and_matches_float32():
   with jax.enable_x64(True):
     r64, _, _ = _run(jax.devices()[:1], steps=1, dtype="float64")
     config = cli.load_config(CONFIG, **{"model.dtype": "float64"})
-    model = train_lib.create_model(config, num_classes=4, axis_name=None)
-    tx, schedule = train_lib.create_optimizer(config, num_examples=64)
-    aug = train_lib.augment_config(config)
-    step = train_lib.make_train_step(model, tx, schedule, aug, temperature=config.temperature, axis_name=None)
+    model = models.create_model(config, num_classes=4, axis_name=None)
+    tx, schedule = optim.create_optimizer(config, num_examples=64)
+    augs = views_lib.view_configs(config)
+    method = methods_lib.create(config, total_steps=4, axis_name=None, views=augs)
+    step = train_lib.make_train_step(model, tx, schedule, augs, method, axis_name=None)
     state = jax.eval_shape(lambda: train_lib.init_state(model, tx, train_lib.init_key(0), (32, 32, 3)))
     batch = {"image": jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.uint8), "label": jax.ShapeDtypeStruct((4,), jnp.int32),
              "index": jax.ShapeDtypeStruct((4,), jnp.int32)}
     new_state, metrics = jax.eval_shape(step, state, batch, jax.random.key(0))
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), 8).reshape(4, 2))
-    views_fn = train_lib._views  # pylint: disable=protected-access
-    views = jax.eval_shape(lambda b, k: views_fn(b, k, (aug, aug), jnp.float64), batch, keys)
+    views = jax.eval_shape(lambda b, k: views_lib.augment_views(b, k, augs, jnp.float64), batch, keys)
   floats = [x.dtype for x in jax.tree.leaves((state, new_state, views)) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and set(floats) == {jnp.dtype(jnp.float64)}
   assert metrics["loss"].dtype == metrics["grad_norm"].dtype == metrics["probe_loss"].dtype == jnp.float64

@@ -13,8 +13,13 @@ from PIL import Image
 
 from contrastive_jax import cli
 from contrastive_jax import data as data_lib
+from contrastive_jax import methods as methods_lib
+from contrastive_jax import models
+from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import train as train_lib
+from contrastive_jax import views as views_lib
+from contrastive_jax import writers
 from contrastive_jax.checkpoint import Checkpointer
 from cli_runner import free_port, launch_2x2, run_cli, wait_ok
 
@@ -38,15 +43,16 @@ def test_train_step_8_devices_equals_1_device():
   """
   assert jax.device_count() >= 8
   config = _test_config(batch_size=16)
-  model = train_lib.create_model(config, num_classes=4)
-  tx, schedule = train_lib.create_optimizer(config, num_examples=64)
-  aug = train_lib.augment_config(config)
+  model = models.create_model(config, num_classes=4)
+  tx, schedule = optim.create_optimizer(config, num_examples=64)
+  aug = views_lib.augment_config(config)
   state0 = train_lib.init_state(model, tx, jax.random.key(1), (32, 32, 3))
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
            "label": rng.integers(0, 4, (16,), dtype=np.int32), "index": np.arange(16, dtype=np.int32)}
   key = jax.random.key(7)
-  step = train_lib.make_train_step(model, tx, schedule, aug, temperature=config.temperature)
+  method = methods_lib.create(config, total_steps=4, axis_name=parallel.DATA_AXIS)
+  step = train_lib.make_train_step(model, tx, schedule, (aug, aug), method)
   results = []
   for devices in (jax.devices()[:8], jax.devices()[:1]):
     mesh = parallel.make_data_mesh(devices)
@@ -68,12 +74,12 @@ def test_train_step_8_devices_equals_1_device():
 def test_augmentation_keys_do_not_depend_on_device_count():
   """Views come from (key, step, global row): the same rows give the same views on any mesh."""
   config = _test_config()
-  aug = train_lib.augment_config(config)
+  aug = views_lib.augment_config(config)
   images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
   key = jax.random.fold_in(jax.random.key(3), 5)
   keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(key, i)))(jnp.arange(8))
-  whole = train_lib._views({"image": images}, keys, (aug, aug))  # pylint: disable=protected-access
-  half = train_lib._views({"image": images[4:]}, keys[4:], (aug, aug))  # pylint: disable=protected-access
+  whole = views_lib.augment_views({"image": images}, keys, (aug, aug))
+  half = views_lib.augment_views({"image": images[4:]}, keys[4:], (aug, aug))
   np.testing.assert_allclose(np.asarray(whole[0][4:]), np.asarray(half[0]), atol=1e-6)
   assert not np.allclose(np.asarray(whole[0]), np.asarray(whole[1]))
 
@@ -87,7 +93,7 @@ def test_resume_gives_the_same_losses(image_folder, tmp_path):
   config = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 3, "data.image_folder": str(image_folder)})
   straight = tmp_path / "straight"
   train_lib.train_and_evaluate(config, str(straight))
-  want = {m["step"]: m["loss"] for m in train_lib.read_metrics(straight)}
+  want = {m["step"]: m["loss"] for m in writers.read_metrics(straight)}
   assert sorted(want) == [1, 2, 3, 4, 5, 6]
 
   resumed = tmp_path / "resumed"
@@ -100,7 +106,7 @@ def test_resume_gives_the_same_losses(image_folder, tmp_path):
       shutil.rmtree(step_dir)
   (resumed / "metrics.jsonl").write_text("")
   summary = train_lib.train_and_evaluate(config, str(resumed))
-  got = {m["step"]: m["loss"] for m in train_lib.read_metrics(resumed)}
+  got = {m["step"]: m["loss"] for m in writers.read_metrics(resumed)}
   assert sorted(got) == [4, 5, 6]
   for s in (4, 5, 6):
     np.testing.assert_allclose(got[s], want[s], rtol=1e-5)
@@ -116,7 +122,7 @@ def test_checkpoints_keep_last_k(image_folder, tmp_path):
   assert Checkpointer(str(tmp_path / "checkpoints"), read_only=True).all_steps() == [4, 5]
   assert (tmp_path / "config.json").exists()
   assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
-  rows = train_lib.read_metrics(tmp_path)
+  rows = writers.read_metrics(tmp_path)
   for key in ("step", "loss", "contrastive_acc", "learning_rate", "steps_per_sec", "probe_acc"):
     assert key in rows[-1], key
 
@@ -195,13 +201,13 @@ def test_two_processes_sigterm_to_one_saves_the_same_step_and_resumes_exactly(im
   train_lib.train_and_evaluate(_test_config(**overrides), str(tmp_path / "single"))
   wait_ok(resume)
   wait_ok(launch_2x2(args, tmp_path / "straight", free_port()))
-  whole = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "straight")}
-  resumed = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "stopped")[saved[0]:]}
+  whole = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / "straight")}
+  resumed = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / "stopped")[saved[0]:]}
   assert sorted(whole) == list(range(1, steps + 1))
   assert sorted(resumed) == list(range(saved[0] + 1, steps + 1))
   # The same devices, processes, program and inputs: the same float32 arithmetic, to the bit.
   assert resumed == {s: whole[s] for s in resumed}
-  one = {m["step"]: m["loss"] for m in train_lib.read_metrics(tmp_path / "single")}
+  one = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / "single")}
   # Step 1 is before any update; step 2 follows one LARS step, whose trust ratios amplify the
   # float32 rounding of gradient sums split 4 ways instead of 8 (measured: 1.05e-4 relative).
   for s, rtol in ((1, 1e-4), (2, 5e-4)):
@@ -220,7 +226,7 @@ def test_loss_goes_down_on_real_cifar10(cifar10_dir, tmp_path):
                            "warmup_epochs": 0.0, "log_every_steps": 1, "checkpoint_every_steps": 30,
                            "data.image_folder": str(cifar10_dir), "data.num_train_examples": 1024})
   train_lib.train_and_evaluate(config, str(tmp_path))
-  losses = [m["loss"] for m in train_lib.read_metrics(tmp_path)]
+  losses = [m["loss"] for m in writers.read_metrics(tmp_path)]
   assert len(losses) == 30 and all(np.isfinite(losses))
   assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05, losses
 
@@ -284,7 +290,7 @@ def test_variable_size_images_are_cropped_on_the_host(tmp_path):
       Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg")
   config = _test_config(**{"data.image_folder": str(tmp_path / "data"), "data.host_crop": True,
                            "data.num_train_examples": 0, "num_steps": 2})
-  batches = data_lib.TrainIterator(train_lib.load_train_data(config), global_batch_size=16, seed=0, crop_size=32)
+  batches = data_lib.TrainIterator(data_lib.load_train_data(config), global_batch_size=16, seed=0, crop_size=32)
   batch = next(batches)
   batches.close()
   assert batch["image"].shape == (16, 2, 32, 32, 3) and batch["image"].dtype == np.uint8

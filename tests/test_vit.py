@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from contrastive_jax import train as train_lib
+from contrastive_jax import models
+from contrastive_jax import optim
 from contrastive_jax.cli import load_config
 from contrastive_jax.models.vit import ViT, frozen_params, parameter_count, sincos2d_posemb
 
@@ -62,8 +63,8 @@ def test_sincos2d_posemb_is_mocov3s_layout():
 def test_a_frozen_patch_embedding_gets_no_update_and_no_decay():
   config = load_config("experiments/cifar10_moco_v3.py:vit_test")
   assert config.model.frozen_patch_embed and config.optimizer == "adamw"
-  model = train_lib.create_model(config, num_classes=10, axis_name=None)
-  tx, _ = train_lib.create_optimizer(config, num_examples=64)
+  model = models.create_model(config, num_classes=10, axis_name=None)
+  tx, _ = optim.create_optimizer(config, 64, frozen=models.frozen_params(config))
   params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))["params"]
   grads = jax.tree.map(jnp.ones_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
@@ -88,7 +89,7 @@ def test_a_frozen_patch_embedding_has_zero_gradient():
 def test_moco_v3_vit_presets_build():
   for preset, width in (("vit", 384), ("vit_cpu", 192), ("vit_test", 32)):
     config = load_config(f"experiments/cifar10_moco_v3.py:{preset}")
-    model = train_lib.create_model(config, num_classes=10, axis_name=None)
+    model = models.create_model(config, num_classes=10, axis_name=None)
     out = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3))))
     assert out["params"]["encoder"]["norm"]["scale"].shape == (width,)
 

@@ -1,7 +1,6 @@
 """Throughput and MFU of the full train step of any method (config.method) on synthetic data.
 
-The step is exactly the one training runs (`train.make_train_step` under
-`train.distribute`): on-device augmentation of the views, encoder, heads, the
+The step is exactly the one training runs (`train.build_step`): on-device augmentation of the views, encoder, heads, the
 method's target and loss (SimCLR: NT-Xent with negatives gathered from every
 device), the online probe, the optimiser update, the BN statistics and the
 method's state. Input is random uint8 images, so no dataset is needed.
@@ -31,7 +30,6 @@ and the configuration (model, batch, devices, dtype, backend, device kind, XLA f
 from __future__ import annotations
 
 import datetime
-import functools
 import json
 import os
 import platform
@@ -160,7 +158,6 @@ def run(config: Any) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from contrastive_jax import methods  # pylint: disable=g-import-not-at-top
   from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
   from contrastive_jax import train  # pylint: disable=g-import-not-at-top
   from contrastive_jax.models.conv import resolve_conv_impl  # pylint: disable=g-import-not-at-top
@@ -176,39 +173,36 @@ def run(config: Any) -> dict[str, Any]:
   backend = devices[0].platform
   num_classes = _NUM_CLASSES.value or _DATASET_CLASSES.get(config.data.dataset, 10)
 
-  model = train.create_model(config, num_classes)
-  conv_impl = _CONV_IMPL.value or config.model.get("conv_impl", None) or model.conv_impl
-  if model.conv_impl != conv_impl:
-    model = model.clone(conv_impl=conv_impl)
-  model = model.clone(bn_fast_variance=_BN_FAST_VARIANCE.value)
+  if _CONV_IMPL.value:
+    config.model.conv_impl = _CONV_IMPL.value
+  config.model.bn_fast_variance = _BN_FAST_VARIANCE.value
   # Only the schedule depends on the dataset size; use a CIFAR-sized epoch.
-  tx, schedule = train.create_optimizer(config, num_examples=max(config.data.num_train_examples, 50_000))
-  augs = train.view_configs(config)
+  num_examples = max(config.data.num_train_examples, 50_000)
+  built = train.build_step(config, mesh, num_examples=num_examples, num_classes=num_classes, donate=_DONATE.value)
+  model, augs = built.model, built.augs
   aug = augs[0]
-  method = methods.create(config, total_steps=train.total_steps(config, max(config.data.num_train_examples, 50_000)),
-                          axis_name=parallel.DATA_AXIS)
-  image_shape = (aug.image_size, aug.image_size, 3)
-  state = jax.jit(functools.partial(train.init_state, model, tx, image_shape=image_shape, method=method),
-                  out_shardings=parallel.replicated_sharding(mesh))(train.init_key(config.seed))
+  state = built.init(train.init_key(config.seed))
   batch = parallel.host_local_to_global(
       _synthetic_batch(config, config.batch_size, aug.image_size, num_classes), mesh)
   key = jax.random.key(config.seed)
-  def make_step(model):
-    return train.distribute(
-        train.make_train_step(model, tx, schedule, augs, method=method), mesh, donate=_DONATE.value)
+
+  def xla_step():  # the model FLOPs: the XLA-convolution program (conv_impl changes no parameter)
+    xla = config.copy_and_resolve_references()
+    xla.model.conv_impl = "xla"
+    return train.build_step(xla, mesh, num_examples=num_examples, num_classes=num_classes, donate=_DONATE.value).step
 
   if _FLOPS_ONLY.value:
-    flops = _cost_flops(make_step(model.clone(conv_impl="xla")).lower(state, batch, key))
+    flops = _cost_flops(xla_step().lower(state, batch, key))
     return {"flops_per_step": flops * len(devices) if flops is not None else None, "batch_size": config.batch_size,
             "image_size": aug.image_size, "dtype": str(config.model.dtype), "backend": backend,
             "devices": len(devices), "jax_version": jax.__version__}
   t0 = time.perf_counter()
-  compiled = make_step(model).lower(state, batch, key).compile()
+  compiled = built.step.lower(state, batch, key).compile()
   compile_s = time.perf_counter() - t0
   executed_flops_per_device = _cost_flops(compiled)
   collectives = collective_ops(compiled.as_text())
   # Model FLOPs from the XLA-convolution program (lowered only; conv_impl changes no parameter).
-  flops_per_device = _cost_flops(make_step(model.clone(conv_impl="xla")).lower(state, batch, key))
+  flops_per_device = _cost_flops(xla_step().lower(state, batch, key))
 
   for _ in range(_WARMUP.value):
     state, metrics = compiled(state, batch, key)
@@ -242,7 +236,7 @@ def run(config: Any) -> dict[str, Any]:
   resnet, vit = arch == "resnet", (model.vit if arch == "vit" else None)
   return {
       "pairs_per_sec": config.batch_size / median,
-      "views_per_sec": method.num_views * config.batch_size / median,
+      "views_per_sec": built.method.num_views * config.batch_size / median,
       "flops_per_step": flops,
       "executed_flops_per_step": executed,
       "achieved_flops_per_sec": achieved,
@@ -274,7 +268,7 @@ def run(config: Any) -> dict[str, Any]:
       "image_size": aug.image_size,
       "host_crop": bool(config.data.host_crop),
       "loss_chunk_size": config.loss_chunk_size,
-      "method": method.name,
+      "method": built.method.name,
       "batch_size": config.batch_size,
       "batch_per_device": config.batch_size // len(devices),
       "devices": len(devices),

@@ -1,8 +1,8 @@
-"""Two-view throughput of `simclr_augment` on this machine's CPU.
+"""Two-view throughput of `augment_batch` on this machine's CPU.
 
 Prints two-view images/s (both SimCLR views of every image, one jitted call)
-for 32x32 (batch 1024, SimCLRAugment.cifar10) and 224x224 (batch 128,
-SimCLRAugment.imagenet, with the on-device crop and with crop=False as when
+for 32x32 (batch 1024, ViewAugment.cifar10) and 224x224 (batch 128,
+ViewAugment.imagenet, with the on-device crop and with crop=False as when
 the host crops), first with all cores XLA uses, then pinned to one core
 (`taskset -c 0`, --xla_cpu_multi_thread_eigen=false,
 intra_op_parallelism_threads=1) in a subprocess.
@@ -44,9 +44,9 @@ def measure(repeats: int) -> list[tuple[str, float]]:
   from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
 
   cases = [
-      ("32x32   B=1024 cifar10", 1024, 32, augment.SimCLRAugment.cifar10()),
-      ("224x224 B=128  imagenet (device crop)", 128, 224, augment.SimCLRAugment.imagenet()),
-      ("224x224 B=128  imagenet crop=False", 128, 224, augment.SimCLRAugment.imagenet(crop=False)),
+      ("32x32   B=1024 cifar10", 1024, 32, augment.ViewAugment.cifar10()),
+      ("224x224 B=128  imagenet (device crop)", 128, 224, augment.ViewAugment.imagenet()),
+      ("224x224 B=128  imagenet crop=False", 128, 224, augment.ViewAugment.imagenet(crop=False)),
   ]
   results = []
   for name, batch, size, config in cases:
@@ -55,7 +55,7 @@ def measure(repeats: int) -> list[tuple[str, float]]:
     @jax.jit
     def two_views(key, images, config=config):
       k1, k2 = jax.random.split(key)
-      return augment.simclr_augment(k1, images, config), augment.simclr_augment(k2, images, config)
+      return augment.augment_batch(k1, images, config), augment.augment_batch(k2, images, config)
 
     jax.block_until_ready(two_views(jax.random.PRNGKey(0), images))  # compile
     times = []

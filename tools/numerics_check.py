@@ -91,7 +91,7 @@ def _probe_fn(model: Any, aug: Any, key: Any, dtype: Any) -> Callable[..., dict[
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from contrastive_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import views as views_lib  # pylint: disable=g-import-not-at-top
   single = model.clone(axis_name=None)
 
   def forward(variables, views, relus, bns):
@@ -110,7 +110,7 @@ def _probe_fn(model: Any, aug: Any, key: Any, dtype: Any) -> Callable[..., dict[
   def probes(va, vb, batch, step):
     step_key = jax.random.fold_in(key, step)  # the train step's per-image keys
     keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(step_key, i)))(batch["index"])
-    views = jnp.concatenate(train_lib._views(batch, keys, (aug, aug), dtype))  # pylint: disable=protected-access
+    views = jnp.concatenate(views_lib.augment_views(batch, keys, (aug, aug), dtype))
     relus_a, relus_b, bns = [], [], []
     forward(va, views, relus_a, bns)
     forward(vb, views, relus_b, [])
@@ -140,19 +140,23 @@ def worker(spec: dict[str, Any]) -> None:
   if spec.get("gelu"):
     import flax.linen as nn  # pylint: disable=g-import-not-at-top
     nn.relu = jax.nn.gelu  # the models call nn.relu; an experiment, not a model option
-  from contrastive_jax import cli, parallel  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import cli, methods, models, optim, parallel  # pylint: disable=g-import-not-at-top
   from contrastive_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import views as views_lib  # pylint: disable=g-import-not-at-top
 
   config = cli.load_config(spec["config"], **{**spec["overrides"], "model.dtype": spec["dtype"]})
   data = np.load(spec["batches"])
-  model = train_lib.create_model(config, int(data["num_classes"])).clone(bn_fast_variance=spec["bn_fast_variance"])
-  tx, schedule = train_lib.create_optimizer(config, int(data["num_examples"]))
-  aug = train_lib.augment_config(config)
+  model = models.create_model(config, int(data["num_classes"])).clone(bn_fast_variance=spec["bn_fast_variance"])
+  tx, schedule = optim.create_optimizer(config, int(data["num_examples"]), frozen=models.frozen_params(config))
+  augs = views_lib.view_configs(config)
+  aug = augs[0]
   mesh = parallel.make_data_mesh(jax.devices()[:spec["devices"]])
   rep, dat = parallel.replicated_sharding(mesh), parallel.data_sharding(mesh)
-  kw = dict(temperature=config.temperature, chunk_size=config.loss_chunk_size or None)
-  step_fn = train_lib.distribute(train_lib.make_train_step(model, tx, schedule, aug, **kw), mesh, donate=False)
-  grad_fn = train_lib.distribute(train_lib.make_train_step(model, _grad_tx(), schedule, aug, **kw), mesh,
+  method = methods.create(config, total_steps=optim.total_steps(config, int(data["num_examples"])),
+                          axis_name=parallel.DATA_AXIS, views=augs)
+  # The train step with the run's optimiser, and with one that returns the gradients (`_grad_tx`).
+  step_fn = train_lib.distribute(train_lib.make_train_step(model, tx, schedule, augs, method), mesh, donate=False)
+  grad_fn = train_lib.distribute(train_lib.make_train_step(model, _grad_tx(), schedule, augs, method), mesh,
                                  donate=False)
   key = jax.random.key(config.seed)
   image_shape = (aug.image_size, aug.image_size, 3)
@@ -344,8 +348,7 @@ def analyse(runs: dict[str, dict[str, np.ndarray]], steps: int, weight_decay: fl
 
 def _load_batches(args: argparse.Namespace, config: Any, path: str) -> None:
   from contrastive_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from contrastive_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-  ds = train_lib.load_train_data(config)
+  ds = data_lib.load_train_data(config)
   out = {"num_examples": len(ds), "num_classes": ds.num_classes}
   for k in range(1, args.steps + 1):
     b = ds.take(data_lib.global_batch_indices(k - 1, len(ds), config.batch_size, config.seed))

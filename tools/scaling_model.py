@@ -1,6 +1,6 @@
 """Communication volume of the distributed SimCLR step and a projected step time on 8xH100 / TPU v4-32.
 
-Compiles (never runs) the real train step (`train.make_train_step` under
+Compiles (never runs) the real train step (`train.build_step`, as training builds it; under
 `train.distribute`) on N host CPU devices for ResNet-18 CIFAR and ResNet-50
 224 px, reads every collective out of the optimised HLO (`compiled.as_text()`)
 and sums its bytes by role:
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import json
 import os
 import re
@@ -141,15 +140,13 @@ def compile_step(name: str, n_devices: int, conv_impl: str, bn_fast_variance: bo
   config.batch_size = sc["batch"]
   devices = jax.devices()[:n_devices]
   mesh = parallel.make_data_mesh(devices)
-  model = train.create_model(config, sc["num_classes"])
-  if conv_impl and model.conv_impl != conv_impl:
-    model = model.clone(conv_impl=conv_impl)
-  model = model.clone(bn_fast_variance=bn_fast_variance)
-  tx, schedule = train.create_optimizer(config, num_examples=1_281_167)
-  aug = train.augment_config(config)
+  if conv_impl:
+    config.model.conv_impl = conv_impl
+  config.model.bn_fast_variance = bn_fast_variance
+  built = train.build_step(config, mesh, num_examples=1_281_167, num_classes=sc["num_classes"])
+  aug = built.augs[0]
   rep, data = parallel.replicated_sharding(mesh), parallel.data_sharding(mesh)
-  state = jax.eval_shape(functools.partial(train.init_state, model, tx, image_shape=(aug.image_size,) * 2 + (3,)),
-                         train.init_key(0))
+  state = jax.eval_shape(built.init, train.init_key(0))
   state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
   b, s = config.batch_size, aug.image_size
   image = (b, 2, s, s, 3) if config.data.host_crop else (b, s, s, 3)
@@ -157,8 +154,7 @@ def compile_step(name: str, n_devices: int, conv_impl: str, bn_fast_variance: bo
            "label": jax.ShapeDtypeStruct((b,), jnp.int32, sharding=data),
            "index": jax.ShapeDtypeStruct((b,), jnp.int32, sharding=data)}
   key = jax.eval_shape(lambda: jax.random.key(0))
-  step = train.distribute(train.make_train_step(model, tx, schedule, aug, temperature=config.temperature,
-                                                chunk_size=config.loss_chunk_size or None), mesh)
+  step = built.step
   t0 = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()
   compile_s = time.perf_counter() - t0

@@ -2,9 +2,9 @@
 
 For each image, one row per view config: the original, then N augmented views
 with that view's settings. The view configs are those of a config's view list
-(`--config experiments/cifar10_byol.py:cpu`: `train.view_configs`, so per-view
+(`--config experiments/cifar10_byol.py:cpu`: `views.view_configs`, so per-view
 settings such as BYOL's asymmetric blur / solarize, a rotation or multi-crop
-sizes show as they train), or else one `SimCLRAugment` preset (`--preset`).
+sizes show as they train), or else one `ViewAugment` preset (`--preset`).
 Each view is drawn at its own size (a multi-crop's small crops smaller), all
 upscaled by one nearest-neighbour factor. A legend at the top lists each
 view's settings.
@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from contrastive_jax import augment  # noqa: E402
+from contrastive_jax import views as views_lib  # noqa: E402
 
 PAD = 4         # px between cells
 MARGIN = 28     # px left of each row for its view label
@@ -49,19 +50,18 @@ def load_images(data: pathlib.Path, n: int, split: str = "test") -> np.ndarray:
   return np.stack(images)
 
 
-def view_list(spec: str | None, preset: str) -> tuple[augment.SimCLRAugment, ...]:
-  """The view configs of `path.py[:preset]` (train.view_configs), else one preset view."""
+def view_list(spec: str | None, preset: str) -> tuple[augment.ViewAugment, ...]:
+  """The view configs of `path.py[:preset]` (views.view_configs), else one preset view."""
   if spec is None:
-    return ({"cifar10": augment.SimCLRAugment.cifar10,
-             "imagenet": augment.SimCLRAugment.imagenet}[preset](),)
-  from contrastive_jax import train  # pylint: disable=g-import-not-at-top
+    return ({"cifar10": augment.ViewAugment.cifar10,
+             "imagenet": augment.ViewAugment.imagenet}[preset](),)
   from contrastive_jax.cli import load_config  # pylint: disable=g-import-not-at-top
   # A host-crop view (crop=False) expects images cropped in tf.data; these are whole
   # images, so the device crop runs instead, with the view's area and aspect ranges.
-  return tuple(dataclasses.replace(v, crop=True) for v in train.view_configs(load_config(spec)))
+  return tuple(dataclasses.replace(v, crop=True) for v in views_lib.view_configs(load_config(spec)))
 
 
-def describe(i: int, view: augment.SimCLRAugment) -> str:
+def describe(i: int, view: augment.ViewAugment) -> str:
   """One legend line: the settings that tell views apart."""
   lo, hi = view.crop_area_range
   text = (f"v{i}: {view.image_size}px crop {lo:g}-{hi:g} flip {view.flip_p:g} "
@@ -131,7 +131,7 @@ def main() -> None:
   images = load_images(args.data, args.rows)
   configs = view_list(args.config, args.preset)
   key = jax.random.PRNGKey(args.seed)
-  views = [[np.asarray(augment.simclr_augment(jax.random.fold_in(jax.random.fold_in(key, v), k),
+  views = [[np.asarray(augment.augment_batch(jax.random.fold_in(jax.random.fold_in(key, v), k),
                                               images, config))
             for k in range(args.views)] for v, config in enumerate(configs)]
   largest = max([max(images.shape[1:3])] + [c.image_size for c in configs])

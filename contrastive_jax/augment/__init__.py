@@ -1,9 +1,9 @@
-"""SimCLR-style data augmentation: on-device (JAX) and host-side (tf.data).
+"""The views' data augmentation (SimCLR's ops and order): on-device (JAX) and host-side (tf.data).
 
 Where each step runs
 --------------------
 * Fixed-size datasets (CIFAR-10/100, STL-10 at a fixed size, ...): everything
-  runs on device in one jitted call, `simclr_augment(key, images, config)`:
+  runs on device in one jitted call, `augment_batch(key, images, config)`:
   random resized crop -> horizontal flip -> colour jitter -> grayscale ->
   Gaussian blur -> solarize (the order of google-research/simclr, blur last as
   in its `batch_random_blur`), with an optional rotation after the flip
@@ -12,7 +12,7 @@ Where each step runs
   still has its own size, so it runs on the host in tf.data
   (`tf_decode_and_random_crop` / `tf_two_crops`, fused with JPEG decoding via
   `decode_and_crop_jpeg`, uint8 output). The device then runs the rest with
-  `SimCLRAugment(crop=False, ...)`. Eval uses `tf_decode_and_center_crop` on
+  `ViewAugment(crop=False, ...)`. Eval uses `tf_decode_and_center_crop` on
   the host or `center_crop` on device.
 
 Conventions
@@ -40,7 +40,7 @@ Modules
 * `rotation`: `rotate` and `random_rotate`, bilinear about the centre with
   constant corners (scipy.ndimage.rotate's angle sign and numbers).
 * `color`: the RGB <-> (hue, min, max) pair and the fused colour-jitter program.
-* `pipeline`: `SimCLRAugment`, `simclr_augment`, `random_crop_and_flip`.
+* `pipeline`: `ViewAugment`, `augment_batch`, `random_crop_and_flip`.
 * `fusion`: XLA:CPU fusion barriers and the chunk loop (speed only).
 * `host`: the tf.data host crops (`tf_*`); TensorFlow is imported lazily.
 
@@ -60,8 +60,8 @@ from contrastive_jax.augment.ops import (adjust_brightness, adjust_brightness_mu
                                          blur_kernel_size, color_jitter, random_flip_left_right,
                                          random_gaussian_blur, random_grayscale, random_solarize,
                                          solarize, to_grayscale)
-from contrastive_jax.augment.pipeline import (SimCLRAugment, random_crop_and_flip, simclr_augment,
-                                              simclr_augment_one)
+from contrastive_jax.augment.pipeline import (ViewAugment, augment_batch, augment_image,
+                                              random_crop_and_flip)
 from contrastive_jax.augment.rotation import random_rotate, rotate
 
 # Private helpers that tests/test_augment.py checks directly.
@@ -69,11 +69,11 @@ _TESTED_INTERNALS = (_cpu_token, _crop_resize, _jitter_params, _jitter_planar, _
                      _uniforms)
 
 __all__ = [
-    "SimCLRAugment", "adjust_brightness", "adjust_brightness_multiplicative",
-    "adjust_contrast", "adjust_hue", "adjust_saturation", "blur_kernel_size",
+    "ViewAugment", "adjust_brightness", "adjust_brightness_multiplicative", "adjust_contrast",
+    "adjust_hue", "adjust_saturation", "augment_batch", "augment_image", "blur_kernel_size",
     "center_crop", "color_jitter", "per_image_keys", "random_crop_and_flip",
-    "random_flip_left_right", "random_gaussian_blur", "random_grayscale",
-    "random_resized_crop", "random_rotate", "random_solarize", "rotate", "sample_crop_boxes",
-    "simclr_augment", "simclr_augment_one", "solarize", "tf_decode_and_center_crop",
-    "tf_decode_and_random_crop", "tf_random_crops", "tf_two_crops", "to_grayscale",
+    "random_flip_left_right", "random_gaussian_blur", "random_grayscale", "random_resized_crop",
+    "random_rotate", "random_solarize", "rotate", "sample_crop_boxes", "solarize",
+    "tf_decode_and_center_crop", "tf_decode_and_random_crop", "tf_random_crops", "tf_two_crops",
+    "to_grayscale",
 ]

@@ -134,7 +134,7 @@ def sample_crop_boxes(
   rounded to whole pixels), keeps the first that fits, else falls back to a
   centre crop (whole image when its aspect is in range), as SimCLR (100
   attempts) and torchvision's RandomResizedCrop. The same boxes as
-  `simclr_augment` draws for the same per-image keys.
+  `augment_batch` draws for the same per-image keys.
 
   Args:
     key: one key or n per-image keys.

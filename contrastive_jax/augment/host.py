@@ -2,7 +2,7 @@
 
 The crop must happen while each image still has its own size, so it runs in
 tf.data, fused with JPEG decoding (`decode_and_crop_jpeg`), to uint8 crops of
-one size that the device then augments with `SimCLRAugment(crop=False)`.
+one size that the device then augments with `ViewAugment(crop=False)`.
 TensorFlow is imported lazily: importing this module does not import it.
 """
 

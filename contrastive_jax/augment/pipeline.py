@@ -1,4 +1,4 @@
-"""The view pipeline: `SimCLRAugment` and `simclr_augment`, one jitted call per view.
+"""The view pipeline: `ViewAugment` and `augment_batch`, one jitted call per view.
 
 crop -> flip -> colour jitter -> grayscale -> Gaussian blur -> solarize (the
 order of google-research/simclr, blur last as in its `batch_random_blur`),
@@ -30,7 +30,7 @@ Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class SimCLRAugment:
+class ViewAugment:
   """Configuration of one SimCLR view (defaults: google-research/simclr).
 
   Attributes:
@@ -85,7 +85,7 @@ class SimCLRAugment:
 
   def __post_init__(self):
     def bad(field, want):
-      raise ValueError(f"SimCLRAugment.{field} must be {want}; got {getattr(self, field)!r}.")
+      raise ValueError(f"ViewAugment.{field} must be {want}; got {getattr(self, field)!r}.")
 
     if not isinstance(self.image_size, int) or self.image_size < 1:
       bad("image_size", "a positive int (pixels)")
@@ -107,17 +107,17 @@ class SimCLRAugment:
       bad("blur_sigma_range", "(lo, hi) with 0 < lo <= hi (pixels)")
 
   @classmethod
-  def cifar10(cls, **overrides: Any) -> "SimCLRAugment":
+  def cifar10(cls, **overrides: Any) -> "ViewAugment":
     """SimCLR CIFAR-10: 32 px, jitter strength 0.5, no blur."""
     return cls(**{**dict(image_size=32, jitter_strength=0.5, blur_p=0.0), **overrides})
 
   @classmethod
-  def imagenet(cls, **overrides: Any) -> "SimCLRAugment":
+  def imagenet(cls, **overrides: Any) -> "ViewAugment":
     """SimCLR ImageNet: 224 px, jitter strength 1.0, blur p=0.5."""
     return cls(**{**dict(image_size=224, jitter_strength=1.0, blur_p=0.5), **overrides})
 
 
-def _check_crop_input(images: Array, config: SimCLRAugment, name: str) -> None:
+def _check_crop_input(images: Array, config: ViewAugment, name: str) -> None:
   height, width = images.shape[1:3]
   size = config.image_size
   if not config.crop and (height, width) != (size, size):
@@ -125,7 +125,7 @@ def _check_crop_input(images: Array, config: SimCLRAugment, name: str) -> None:
                      f"{size}x{size} (cropped on the host), got {height}x{width}")
 
 
-def _crop_input(images: Array, config: SimCLRAugment) -> Array:
+def _crop_input(images: Array, config: ViewAugment) -> Array:
   """NHWC images in the layout `_crop_or_flip` takes for this config."""
   if config.crop and _planar_crop(config.image_size):
     # Transposed once per batch, before the chunk loop: XLA shares it between
@@ -134,7 +134,7 @@ def _crop_input(images: Array, config: SimCLRAugment) -> Array:
   return images
 
 
-def _crop_or_flip(images: Array, boxes: Array | None, config: SimCLRAugment,
+def _crop_or_flip(images: Array, boxes: Array | None, config: ViewAugment,
                   flip: Array, clip: bool = True) -> Array:
   """Crop + resize + flip into planar [B, 3, S, S] (only the flip when boxes is None).
 
@@ -149,8 +149,8 @@ def _crop_or_flip(images: Array, boxes: Array | None, config: SimCLRAugment,
 _FLAT_POINTWISE_MAX = 64  # image sides up to this run the pointwise ops on [B, 3, S * S]
 
 
-def _draws(keys: Array, images: Array, config: SimCLRAugment) -> dict[str, Any]:
-  """Every per-image random draw of `simclr_augment`, for the whole batch.
+def _draws(keys: Array, images: Array, config: ViewAugment) -> dict[str, Any]:
+  """Every per-image random draw of `augment_batch`, for the whole batch.
 
   One vector of uniforms per image, laid out [crop | flip | jitter (6) |
   grayscale | blur (2) | solarize] whatever the config, so that
@@ -186,9 +186,9 @@ def _draws(keys: Array, images: Array, config: SimCLRAugment) -> dict[str, Any]:
   return draws
 
 
-def _augment_chunk(draws: dict[str, Any], images: Array, config: SimCLRAugment,
+def _augment_chunk(draws: dict[str, Any], images: Array, config: ViewAugment,
                    token: Array | None) -> Array:
-  """simclr_augment on one chunk: its draws and images from `_crop_input`."""
+  """augment_batch on one chunk: its draws and images from `_crop_input`."""
   jitter = "jitter" in draws
   # With jitter, the crop's clip to [0, 1] is folded into the jitter's first
   # pass instead of costing a pass of its own.
@@ -217,7 +217,7 @@ def _augment_chunk(draws: dict[str, Any], images: Array, config: SimCLRAugment,
 
 # Jitted so that eager calls compile once instead of dispatching op by op.
 @functools.partial(jax.jit, static_argnames=("config",))
-def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
+def augment_batch(key: Array, images: Array, config: ViewAugment) -> Array:
   """One SimCLR view of every image; call again with another key for view 2.
 
   crop -> flip (-> rotate when config.rotate_p > 0) -> colour jitter ->
@@ -234,19 +234,19 @@ def simclr_augment(key: Array, images: Array, config: SimCLRAugment) -> Array:
     float32 [B, S, S, 3] in [0, 1] with S = config.image_size (float64 for
     float64 images).
   """
-  images = _check_batch(images, "simclr_augment")
+  images = _check_batch(images, "augment_batch")
   images = images.astype(jnp.promote_types(images.dtype, jnp.float32))
   b = images.shape[0]
   keys = per_image_keys(key, b)
-  _check_crop_input(images, config, "simclr_augment")
+  _check_crop_input(images, config, "augment_batch")
   token = _cpu_token(keys)
   fn = lambda d, x: _augment_chunk(d, x, config, token)
   return _map_chunks(fn, _draws(keys, images, config), _crop_input(images, config),
                      _chunk_size(config.chunk_images, config.image_size, b), token, images)
 
 
-def simclr_augment_one(key: Array, image: Array, config: SimCLRAugment) -> Array:
-  """`simclr_augment` for one image [H, W, 3] (e.g. under a user's vmap).
+def augment_image(key: Array, image: Array, config: ViewAugment) -> Array:
+  """`augment_batch` for one image [H, W, 3] (e.g. under a user's vmap).
 
   Args:
     key: one key.
@@ -257,32 +257,32 @@ def simclr_augment_one(key: Array, image: Array, config: SimCLRAugment) -> Array
     [S, S, 3].
   """
   if getattr(image, "ndim", None) != 3:
-    raise ValueError(f"simclr_augment_one: expected one image [H, W, 3], got shape "
+    raise ValueError(f"augment_image: expected one image [H, W, 3], got shape "
                      f"{getattr(image, 'shape', type(image))}")
   key = key if hasattr(key, "dtype") else jnp.asarray(key)
-  return simclr_augment(key[None], image[None], config)[0]
+  return augment_batch(key[None], image[None], config)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("config_or_size",))
-def random_crop_and_flip(key: Array, images: Array, config_or_size: SimCLRAugment | int) -> Array:
+def random_crop_and_flip(key: Array, images: Array, config_or_size: ViewAugment | int) -> Array:
   """Linear-eval / fine-tune training preprocessing: random resized crop + flip.
 
   Args:
     key: one key or B per-image keys.
     images: float [B, H, W, 3] in [0, 1].
-    config_or_size: a SimCLRAugment (its crop and flip settings) or an output
+    config_or_size: a ViewAugment (its crop and flip settings) or an output
       size (SimCLR defaults).
 
   Returns:
     [B, S, S, 3].
   """
   config = config_or_size
-  if not isinstance(config, SimCLRAugment):
-    config = SimCLRAugment(image_size=int(config_or_size))
+  if not isinstance(config, ViewAugment):
+    config = ViewAugment(image_size=int(config_or_size))
   images = _check_batch(images, "random_crop_and_flip")
   images = images.astype(jnp.promote_types(images.dtype, jnp.float32))
   _check_crop_input(images, config, "random_crop_and_flip")
-  # The same draws as simclr_augment: the same crops and flips for the same keys.
+  # The same draws as augment_batch: the same crops and flips for the same keys.
   draws = _draws(per_image_keys(key, images.shape[0]), images,
                  dataclasses.replace(config, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0,
                                      solarize_p=0.0, rotate_p=0.0))

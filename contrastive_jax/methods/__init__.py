@@ -11,9 +11,10 @@ resume tests (tests/test_methods.py) are parametrised over `METHODS`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from contrastive_jax import views as views_lib
+from contrastive_jax.augment import ViewAugment
 from contrastive_jax.methods import byol, moco, simclr, supcon
 from contrastive_jax.methods.common import TARGET, Method, cosine_momentum, ema
 
@@ -22,19 +23,21 @@ METHODS = ("simclr", "supcon", "moco_v2", "moco_v3", "byol")
 __all__ = ["METHODS", "TARGET", "Method", "byol", "cosine_momentum", "create", "ema", "moco", "simclr", "supcon"]
 
 
-def create(config: Any, *, total_steps: int, axis_name: str | None) -> Method:
+def create(config: Any, *, total_steps: int, axis_name: str | None,
+           views: Sequence[ViewAugment] | None = None) -> Method:
   """The `Method` that `config.method` names (default "simclr"), with its config fields.
 
   Reads: temperature, loss_chunk_size, batch_size (the global batch), augment.views (how many,
   and multi-crop's large crops: contrastive_jax/views.py),
   model.proj_dim, model.predictor_layers; target.base_momentum / target.final_momentum
   (moco_v2, moco_v3, byol); moco.queue_size and moco.symmetric (moco_v2).
+  `views`: the run's `views.view_configs(config)`, when the caller has built them already.
   """
   name = config.get("method", "simclr")
   chunk = config.get("loss_chunk_size", 0) or None
   if name not in METHODS:
     raise ValueError(f"unknown config.method {name!r}; the known methods are {list(METHODS)}.")
-  augs = views_lib.view_configs(config)
+  augs = tuple(views) if views is not None else views_lib.view_configs(config)
   views, large = len(augs), views_lib.num_large_views(augs)
   multicrop = dict(num_views=views, num_large_views=large)
   if name.startswith("moco") and views != 2:

@@ -280,4 +280,3 @@ class ContrastiveModel(nn.Module):
     return hiddens[0]
 
 
-SimCLRModel = ContrastiveModel  # the name before the methods layer; the same class
