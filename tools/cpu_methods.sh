@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 12's CPU comparison: pretrain each method with its `cpu` preset on ../shared/data/cifar10,
 # one at a time, evaluate on the full test split and merge the figures into
-# experiments/results/cifar10_cpu_methods.json (tools/record_methods.py). Rerunning resumes an
-# interrupted run and skips a method whose runs/<method>_cpu/eval.json exists.
+# experiments/results/cifar10_cpu_methods.json (tools/record_methods.py; the record's schema is in
+# experiments/results/README.md). Rerunning resumes an interrupted run and skips a method whose
+# runs/<method>_cpu/eval.json exists.
 #   bash tools/cpu_methods.sh [method ...]      (default: all five; the first evaluation runs the baselines unless they are recorded)
 # moco_v3_vit is MoCo v3 with the `vit_cpu` ViT (issue 14); its random-init baselines are the ViT's,
 # evaluated with it and recorded inside its row.
@@ -13,7 +14,8 @@ methods=("$@")
 [ ${#methods[@]} -eq 0 ] && methods=(simclr supcon moco_v2 moco_v3 byol)
 # The random-init and raw-pixel baselines run once: with the first evaluation, unless recorded.
 baselines=True
-grep -q '"random_knn_top1"' experiments/results/cifar10_cpu_methods.json 2>/dev/null && baselines=False
+python -c 'import json, sys; sys.exit("random_knn_top1" not in json.load(open(sys.argv[1]))["figures"])' \
+  experiments/results/cifar10_cpu_methods.json 2>/dev/null && baselines=False
 mkdir -p runs
 for m in "${methods[@]}"; do
   w=runs/${m}_cpu

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One prepared GPU check (issue 7), at most ~8 minutes on one H100/H200; JSON results in $OUT.
+# One prepared GPU check (issue 7), at most ~8 minutes on one H100/H200; JSON results in $OUT, and
+# $OUT/summary.json, a result record of them all (experiments/results/README.md).
 # Last run: experiments/results/gpu_check_h200.json (first item about 90 s, the whole script about 4 min).
 #
 #   1. ViT-S/16, 224 px, bf16, batch 256, MoCo v3's step (experiments/imagenet_moco_v3.py:vit_small):
@@ -163,11 +164,13 @@ EOF
 done
 
 # ------------------------------------------------------------------ summary
-"$PY" - "$OUT" <<'EOF' 2>&1 | tee -a "$LOG"
-import glob, json, os, sys
-out = sys.argv[1]
+# summary.json is a result record (experiments/results/README.md): copy it to experiments/results/ to keep it.
+CMD="${ONLY:+ONLY='$ONLY' }BUDGET_S=$BUDGET_S bash tools/gpu_check.sh$( (( DRY )) && echo ' --dry-run')"
+"$PY" - "$OUT" "$CMD" <<'EOF' 2>&1 | tee -a "$LOG"
+import datetime, glob, json, os, subprocess, sys
+out, command = sys.argv[1], sys.argv[2]
 nominal = {"H100": 989.4e12, "H200": 989.4e12}  # dense bf16 tensor-core peak, SXM (NVIDIA datasheet)
-summary = {}
+items = {}
 for path in sorted(glob.glob(os.path.join(out, "*.json"))):
   name = os.path.basename(path)[:-5]
   if name == "summary":
@@ -182,10 +185,26 @@ for path in sorted(glob.glob(os.path.join(out, "*.json"))):
     if peak and r.get("achieved_flops_per_sec") and r.get("dtype") == "bfloat16":
       r["mfu_vs_nominal_bf16_peak"] = r["achieved_flops_per_sec"] / (peak * r["devices"])
       r["nominal_bf16_peak_flops_per_sec"] = peak
-  summary[name] = r
+  items[name] = r
+try:
+  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip() or None
+except (OSError, subprocess.CalledProcessError):
+  commit = None  # the device machine may get the tree without .git
+kinds = sorted({str(r["device_kind"]) for r in items.values() if "device_kind" in r})
+jax_versions = sorted({str(r["jax_version"]) for r in items.values() if "jax_version" in r})
+record = {
+    "what": "tools/gpu_check.sh: full train-step throughput and MFU (ViT-S/16, ResNet-50, ResNet-18 CIFAR) and "
+            "chunked NT-Xent time and peak memory on one accelerator.",
+    "command": command, "commit": commit,
+    "hardware": f"{', '.join(kinds) or 'unknown device'}, JAX {', '.join(jax_versions) or 'unknown'}",
+    "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+    "figures": {"items": items},
+    "notes": ["one item per file of OUT; mfu_vs_nominal_bf16_peak is against the card's dense bf16 datasheet peak"],
+}
 with open(os.path.join(out, "summary.json"), "w") as fh:
-  json.dump(summary, fh, indent=1)
-for name, r in summary.items():
+  json.dump(record, fh, indent=1)
+for name, r in items.items():
   keys = ("views_per_sec", "mfu", "mfu_vs_nominal_bf16_peak", "peak_memory_bytes", "fwd_bwd_s_median",
           "peak_bytes_in_use", "device_kind")
   print(name, {k: r[k] for k in keys if k in r})
