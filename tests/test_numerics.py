@@ -3,7 +3,7 @@
 Float32 runs on different device counts sum in different orders, and the step amplifies those
 rounding differences (docs/performance.md, "Numerics across device counts"): mostly through ReLU
 sign flips, which the gradient feels as jumps of about 1e-3. The bounds below are what the
-two-pass BN variance reaches on this data, with a margin; `tools/numerics_check.py` measures the
+two-pass BN variance reaches on this data, with a margin; `tools/dev/numerics_check.py` measures the
 same against a float64 reference.
 """
 

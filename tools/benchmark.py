@@ -36,11 +36,9 @@ import platform
 import re
 import resource
 import statistics
-import sys
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
 import timing  # noqa: E402

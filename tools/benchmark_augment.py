@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -21,9 +21,7 @@ import argparse
 import datetime
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
 import timing  # noqa: E402

@@ -51,13 +51,11 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # Two-view throughput per chip, ResNet-50 224 px bf16, global batch 4096, from `python tools/scaling_model.py`
 # (README "Scaling to pods", 2026-11-28): projections (assumed MFU), not measurements.

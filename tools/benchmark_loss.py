@@ -27,10 +27,8 @@ import functools
 import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
 def _devices_flag(argv=None) -> None:

@@ -47,6 +47,9 @@ log() { echo "[gpu_check +$((SECONDS - START))s] $*" | tee -a "$LOG"; }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
 
 # ------------------------------------------------------------------ environment
+# The tools import contrastive_jax from this checkout (installed here with `pip install -e .`; the
+# device machine gets the tree without installing it).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if (( DRY )); then
   export JAX_PLATFORMS=cpu
   log "dry run: CPU, tiny sizes"
@@ -129,7 +132,6 @@ for B in $LOSS_SIZES; do
   timeout "$limit" "$PY" - "$B" "$LOSS_CHUNK" "$OUT/loss_2N_$((2 * B)).json" > "$OUT/loss_2N_$((2 * B)).log" 2>&1 <<'EOF'
 import json, statistics, sys, time
 import jax, jax.numpy as jnp
-sys.path.insert(0, ".")
 from contrastive_jax.losses import nt_xent
 
 b, chunk, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

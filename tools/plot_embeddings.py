@@ -13,7 +13,6 @@ Needs the `tools` extra: pip install -e '.[tools]' (umap-learn, matplotlib).
 import argparse
 import os
 import pathlib
-import sys
 
 import numpy as np
 
@@ -34,7 +33,6 @@ def main() -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--title", default=None)
   args = parser.parse_args()
-  sys.path.insert(0, str(ROOT))
   try:
     import umap  # pylint: disable=g-import-not-at-top
   except ImportError:

@@ -19,10 +19,8 @@ import argparse
 import dataclasses
 import os
 import pathlib
-import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402

@@ -11,7 +11,6 @@ neighbour of the query's class, red one of another class.
 import argparse
 import os
 import pathlib
-import sys
 
 import numpy as np
 
@@ -28,7 +27,6 @@ def main() -> None:
   parser.add_argument("--k", type=int, default=8)
   parser.add_argument("--train_examples", type=int, default=10000, help="training images searched (0: all)")
   args = parser.parse_args()
-  sys.path.insert(0, str(ROOT))
   import jax  # pylint: disable=g-import-not-at-top
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")

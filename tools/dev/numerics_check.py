@@ -53,8 +53,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
 # ----------------------------------------------------------------------------- worker (one run)
