@@ -36,6 +36,7 @@ from jax.sharding import PartitionSpec as P
 from contrastive_jax import data as data_lib
 from contrastive_jax import models
 from contrastive_jax import parallel
+from contrastive_jax import resume
 from contrastive_jax.checkpoint import Checkpointer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # what tf.io.decode_image reads
@@ -119,7 +120,8 @@ class Encoder:
 
 
 def load_run_config(workdir: str, ckpt: Checkpointer, step: int | None = None) -> ml_collections.ConfigDict:
-  """The config a run was trained with: the checkpoint's `config` item, else WORKDIR/config.json."""
+  """The config a run was trained with: the checkpoint's `config` item, else WORKDIR/config.json, in
+  today's layout (`resume.migrate_config`)."""
   config = ckpt.restore_config(step)
   if config is None:
     path = os.path.join(workdir, "config.json")
@@ -130,7 +132,7 @@ def load_run_config(workdir: str, ckpt: Checkpointer, step: int | None = None) -
           f"import cli; open('{path}', 'w').write(cli.load_config('experiments/<file>.py:<preset>').to_json())\".")
     with open(path, encoding="utf-8") as f:
       config = json.load(f)
-  return ml_collections.ConfigDict(config)
+  return ml_collections.ConfigDict(resume.migrate_config(config))
 
 
 def _check_matches(expected: Any, restored: Any, workdir: str) -> None:

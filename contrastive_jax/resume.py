@@ -8,6 +8,8 @@ When the command is rerun on the same workdir, `check_resume_config` compares th
   (`FREE_FIELDS`);
 - the schedule (`SCHEDULE_FIELDS`) may change only with `--config.allow_schedule_change=True`,
   and the change is reported.
+A config recorded by an older version is first brought to today's layout (`migrate_config`), so
+older runs resume, evaluate and load as they were trained.
 """
 
 from __future__ import annotations
@@ -22,31 +24,70 @@ FREE_FIELDS = (
     "eval.",               # evaluation runs after training and reads only the checkpoint
     "data.image_folder", "data.data_dir", "data.prefetch", "data.test_split",  # where, not what
     "loss_chunk_size",     # the chunked NT-Xent equals the dense one (tests/test_losses.py)
-    "model.conv_impl",     # a lowering of the same convolution (tests/test_conv_impl.py)
+    "model.encoder.conv_impl",  # a lowering of the same convolution (tests/test_conv_impl.py)
     "model.bn_fast_variance",  # the same batch variance, rounded differently (docs/performance.md, Numerics)
 )
 
 # The learning-rate schedule: its length (num_steps / num_epochs), warmup and peak.
 SCHEDULE_FIELDS = ("num_steps", "num_epochs", "warmup_epochs", "learning_rate", "lr_scaling")
 
-# Fields added after the first release, with the value that reproduces runs recorded before
-# them (what the code assumes when a config lacks the field).
-LEGACY_DEFAULTS: dict[str, Any] = {
-    "model.conv_impl": "xla",
-    "model.base_width": 64,
+# What runs recorded before a field existed did without it (the code's behaviour then); only
+# configs in the flat model layout (before config.model.encoder / head / predictor) lack fields.
+_BEFORE_THE_FIELD: dict[str, Any] = {
     "allow_schedule_change": False,
     # The methods layer: runs before it were SimCLR with this head and two identical views.
     "method": "simclr",
     "optimizer": "lars",
     "augment.views": [{}, {}],
+    "model.conv_impl": "xla",
+    "model.base_width": 64,
+    "model.bn_fast_variance": False,
     "model.head_hidden_dim": 0,
     "model.head_hidden_bn": True,
     "model.head_last_bn": True,
     "model.head_last_bn_scale": True,
-    "model.predictor_layers": 0,
     "model.head_init": "simclr",
+    "model.predictor_layers": 0,
+    "model.predictor_hidden_dim": 4096,
+    "model.predictor_last_bias": True,
     "model.arch": "resnet",
 }
+_RESNET = ("depth", "width_multiplier", "base_width", "cifar_stem", "zero_init_residual", "conv_impl")
+_VIT = {"vit_variant": "variant", "patch_size": "patch_size", "posemb": "posemb", "pool": "pool",
+        "frozen_patch_embed": "frozen_patch_embed", "vit_width": "width", "vit_depth": "depth", "vit_heads": "num_heads"}
+
+
+def migrate_config(recorded: Mapping[str, Any]) -> dict[str, Any]:
+  """A recorded config in today's layout: the one place that knows older runs' configs.
+
+  Before config.model had its groups, the model's fields were flat (`model.depth`,
+  `model.head_layers`, `model.vit_variant`, ...), and older runs lack fields added since; both
+  are turned into the groups the same model is built from today (ResNet / ViT, ProjectionHead).
+  A config in today's layout comes back unchanged.
+  """
+  config = json.loads(json.dumps(recorded))  # a deep copy, with JSON's types
+  if "encoder" in config.get("model", {}):
+    return config
+  for dotted, value in _BEFORE_THE_FIELD.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for name in parents:
+      node = node.setdefault(name, {})
+    node.setdefault(leaf, value)
+  m = config["model"]
+  if m["arch"] == "vit":
+    encoder = {"name": "vit", **{new: m[old] for old, new in _VIT.items() if old in m and m[old] != 0}}
+  else:
+    encoder = {"name": "resnet", **{k: m[k] for k in _RESNET}}
+  head = {"num_layers": m["head_layers"], "hidden_dim": m["head_hidden_dim"] or None, "hidden_bn": m["head_hidden_bn"],
+          "last_bn": m["head_last_bn"], "last_bn_scale": m["head_last_bn_scale"], "dense_init": m["head_init"]}
+  predictor = {"num_layers": m["predictor_layers"]}
+  if m["predictor_layers"]:  # the predictor's BNs were fixed then: hidden yes, last no
+    predictor.update(hidden_dim=m["predictor_hidden_dim"], hidden_bn=True, last_bn=False,
+                     last_bias=m["predictor_last_bias"], dense_init=m["head_init"])
+  config["model"] = {"encoder": encoder, "head": head, "predictor": predictor,
+                     **{k: m[k] for k in ("proj_dim", "bn_momentum", "dtype", "bn_fast_variance", "online_probe")}}
+  return config
 
 
 class ConfigMismatchError(ValueError):
@@ -72,11 +113,11 @@ def _matches(name: str, fields: tuple[str, ...]) -> bool:
 def config_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
   """{field: (recorded value, current value)} over every field that differs.
 
-  Fields the record lacks take `LEGACY_DEFAULTS`; a field the record lacks and that has no legacy
-  default is new to this code and cannot have changed. Fields the current config lacks are
-  reported with current value None.
+  The record is first brought to today's layout (`migrate_config`); a field it still lacks is
+  new to this code and cannot have changed. Fields the current config lacks are reported with
+  current value None.
   """
-  old = {**LEGACY_DEFAULTS, **flatten(recorded)}
+  old = flatten(migrate_config(recorded))
   new = flatten(current)
   diffs = {}
   for name in sorted(set(old) | set(new)):

@@ -147,9 +147,9 @@ def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, s
   augs = tuple(augs)
   if len(augs) != method.num_views:
     raise ValueError(f"{method.name} needs {method.num_views} views; config.augment.views has {len(augs)} entries.")
-  if method.predictor_layers and not model.predictor_layers:
-    raise ValueError(f"{method.name} needs a predictor; build the model with predictor_layers="
-                     f"{method.predictor_layers} (config.model.predictor_layers).")
+  if method.predictor_layers and not model.has_predictor:
+    raise ValueError(f"{method.name} needs a predictor; build the model with a predictor of "
+                     f"{method.predictor_layers} layers (config.model.predictor.num_layers).")
   probe = model.num_probe_classes > 0
   dtype = state_dtype(model)
   num_large = views_lib.num_large_views(augs)

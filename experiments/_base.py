@@ -35,10 +35,23 @@ def solo_learn_schedule(config: ml_collections.ConfigDict, preset: str) -> None:
 def test_heads(config: ml_collections.ConfigDict, preset: str) -> None:
   """The test preset's heads: narrow, so the tests compile fast."""
   if preset == "test":
-    config.model.head_hidden_dim = 32
-    if config.model.predictor_layers:
-      config.model.predictor_hidden_dim = 32
+    config.model.head.hidden_dim = 32
+    if config.model.predictor.num_layers:
+      config.model.predictor.hidden_dim = 32
     config.model.proj_dim = 16
+
+
+def torch_heads(config: ml_collections.ConfigDict) -> None:
+  """solo-learn builds its heads from nn.Linear: PyTorch's default init for the head and the predictor."""
+  config.model.head.dense_init = "torch"
+  if config.model.predictor.num_layers:
+    config.model.predictor.dense_init = "torch"
+
+
+def predictor(num_layers: int, hidden_dim: int, last_bias: bool = True) -> ml_collections.ConfigDict:
+  """The online predictor of BYOL and MoCo v3: Linear - BN - ReLU - Linear (no BN on the output)."""
+  return ml_collections.ConfigDict({"num_layers": num_layers, "hidden_dim": hidden_dim, "hidden_bn": True,
+                                    "last_bn": False, "last_bias": last_bias, "dense_init": "simclr"})
 
 
 def target(base: float, final: float) -> ml_collections.ConfigDict:

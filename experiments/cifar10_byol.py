@@ -34,12 +34,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.trust_coefficient = 0.02     # optimizer.kwargs.eta
   config.momentum = 0.9
   _base.solo_learn_schedule(config, preset)
-  config.model.head_hidden_dim = 4096  # method_kwargs.proj_hidden_dim
-  config.model.head_init = "torch"      # solo-learn builds its heads from nn.Linear (default init)
+  config.model.head.hidden_dim = 4096  # method_kwargs.proj_hidden_dim
   config.model.proj_dim = 256          # method_kwargs.proj_output_dim
-  config.model.head_last_bn = False    # byol.py: Linear - BN - ReLU - Linear
-  config.model.predictor_layers = 2
-  config.model.predictor_hidden_dim = 4096  # method_kwargs.pred_hidden_dim
+  config.model.head.last_bn = False    # byol.py: Linear - BN - ReLU - Linear
+  config.model.predictor = _base.predictor(2, 4096)  # method_kwargs.pred_hidden_dim
+  _base.torch_heads(config)
   _base.asymmetric_views(config)
   _base.test_heads(config, preset)
   return config

@@ -57,13 +57,12 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.trust_coefficient = 0.02     # optimizer.kwargs.eta
   config.momentum = 0.9
   _base.solo_learn_schedule(config, preset)
-  config.model.head_hidden_dim = 4096  # method_kwargs.proj_hidden_dim
-  config.model.head_init = "torch"      # solo-learn builds its heads from nn.Linear (default init)
+  config.model.head.hidden_dim = 4096  # method_kwargs.proj_hidden_dim
   config.model.proj_dim = 256          # method_kwargs.proj_output_dim
-  config.model.head_last_bn_scale = False  # mocov3.py: BatchNorm1d(affine=False) on the output
-  config.model.predictor_layers = 2
-  config.model.predictor_hidden_dim = 4096  # method_kwargs.pred_hidden_dim
-  config.model.predictor_last_bias = False  # mocov3.py: Linear(..., bias=False)
+  config.model.head.last_bn_scale = False  # mocov3.py: BatchNorm1d(affine=False) on the output
+  # method_kwargs.pred_hidden_dim; mocov3.py: the last Linear(..., bias=False)
+  config.model.predictor = _base.predictor(2, 4096, last_bias=False)
+  _base.torch_heads(config)
   _base.asymmetric_views(config)
   if vit:
     _vit_recipe(config, preset)
@@ -78,24 +77,27 @@ def _vit_recipe(config: ml_collections.ConfigDict, preset: str) -> None:
   config.weight_decay = 0.1           # --weight-decay=.1
   if preset == "":
     config.warmup_epochs = 40.0       # --warmup-epochs=40
-  config.model.arch = "vit"
-  config.model.vit_variant = "small"  # --arch=vit_small
-  config.model.patch_size = 4         # 32 px: 8 x 8 patches
-  config.model.posemb = "sincos2d"    # vits.py: build_2d_sincos_position_embedding
-  config.model.pool = "cls"
-  config.model.frozen_patch_embed = True  # --stop-grad-conv1
-  config.model.head_layers = 3        # moco/builder.py MoCo_ViT: 3-layer projector, 2-layer predictor
+  config.model.encoder = ml_collections.ConfigDict()  # ViT (models/vit.py)
+  config.model.encoder.name = "vit"
+  config.model.encoder.variant = "small"    # --arch=vit_small
+  config.model.encoder.patch_size = 4       # 32 px: 8 x 8 patches
+  config.model.encoder.posemb = "sincos2d"  # vits.py: build_2d_sincos_position_embedding
+  config.model.encoder.pool = "cls"
+  config.model.encoder.frozen_patch_embed = True  # --stop-grad-conv1
+  for field in ("width", "depth", "num_heads"):   # None: the variant's
+    config.model.encoder[field] = ml_collections.FieldReference(None, field_type=int)
+  config.model.head.num_layers = 3          # moco/builder.py MoCo_ViT: 3-layer projector, 2-layer predictor
   if preset == "cpu":
     # Deviations for a 2-core run, measured (experiments/README.md, "Methods on CPU"): at the
     # recipe's 1.5e-4 and 3 epochs kNN beat the random-init ViT by 7.2 points; at 5e-4 and 6
     # epochs (1170 steps, about 48 min on the 2 cores) by 10.5.
     config.learning_rate = 5e-4
     config.num_epochs = 6
-    config.model.vit_variant = "tiny"
-    config.model.vit_depth = 4
-    config.model.patch_size = 8
-    config.model.head_hidden_dim = 1024
-    config.model.predictor_hidden_dim = 1024
+    config.model.encoder.variant = "tiny"
+    config.model.encoder.depth = 4
+    config.model.encoder.patch_size = 8
+    config.model.head.hidden_dim = 1024
+    config.model.predictor.hidden_dim = 1024
   elif preset == "test":
-    config.model.vit_width, config.model.vit_depth, config.model.vit_heads = 32, 2, 2
-    config.model.patch_size = 8
+    config.model.encoder.width, config.model.encoder.depth, config.model.encoder.num_heads = 32, 2, 2
+    config.model.encoder.patch_size = 8

@@ -46,37 +46,33 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.temperature = 0.5
   config.loss_chunk_size = 0         # > 0: chunked NT-Xent, memory linear in the batch
 
+  # Each group is its module's keyword arguments (contrastive_jax/models/); what a group leaves out
+  # takes the module's default.
   config.model = ml_collections.ConfigDict()
-  config.model.depth = 18
-  config.model.width_multiplier = 1
-  config.model.base_width = 64       # channels of the first stage; 64 is the standard ResNet
-  config.model.cifar_stem = True
-  config.model.head_layers = 2       # SimCLR v1: 2, v2: 3
-  config.model.head_hidden_dim = 0   # 0: the encoder width (SimCLR)
-  config.model.head_hidden_bn = True
-  config.model.head_last_bn = True   # every head layer is Dense + BN (SimCLR TF2 ProjectionHead)
-  config.model.head_last_bn_scale = True
-  config.model.head_init = "simclr"  # Dense N(0, 0.01^2) (SimCLR TF2); "torch": nn.Linear's default (solo-learn)
-  # The encoder: "resnet" (the fields above) or "vit" (contrastive_jax/models/vit.py; these fields).
-  config.model.arch = "resnet"
-  config.model.vit_variant = "small"   # tiny / small / base / large
-  config.model.patch_size = 4
-  config.model.posemb = "learn"        # or "sincos2d" (MoCo v3)
-  config.model.pool = "cls"            # or "gap"
-  config.model.frozen_patch_embed = False  # MoCo v3's random, untrained patch projection
-  config.model.vit_width = 0           # 0: the variant's width / depth / heads
-  config.model.vit_depth = 0
-  config.model.vit_heads = 0
+  config.model.encoder = ml_collections.ConfigDict()
+  config.model.encoder.name = "resnet"     # ResNet (models/resnet.py), or "vit": ViT (models/vit.py)
+  config.model.encoder.depth = 18
+  config.model.encoder.width_multiplier = 1
+  config.model.encoder.base_width = 64     # channels of the first stage; 64 is the standard ResNet
+  config.model.encoder.cifar_stem = True
+  config.model.encoder.zero_init_residual = False
+  config.model.encoder.conv_impl = "auto"  # Winograd / im2col GEMMs on CPUs (docs/performance.md), XLA convs elsewhere
+  config.model.head = ml_collections.ConfigDict()  # ProjectionHead (models/heads.py)
+  config.model.head.num_layers = 2         # SimCLR v1: 2, v2: 3
+  config.model.head.hidden_dim = ml_collections.FieldReference(None, field_type=int)  # None: the encoder width (SimCLR)
+  config.model.head.hidden_bn = True
+  config.model.head.last_bn = True         # every head layer is Dense + BN (SimCLR TF2 ProjectionHead)
+  config.model.head.last_bn_scale = True
+  config.model.head.dense_init = "simclr"  # Dense N(0, 0.01^2) (SimCLR TF2); "torch": nn.Linear's default (solo-learn)
+  config.model.predictor = ml_collections.ConfigDict()  # an online predictor MLP (BYOL, MoCo v3), a ProjectionHead
+  config.model.predictor.num_layers = 0    # 0: none
   config.model.proj_dim = 128
-  config.model.predictor_layers = 0  # an online predictor MLP (BYOL, MoCo v3): 2
   config.model.bn_momentum = 0.9
-  config.model.zero_init_residual = False
-  config.model.conv_impl = "auto"   # Winograd / im2col GEMMs on CPUs (docs/performance.md), XLA convs elsewhere
-  config.model.dtype = "float32"     # compute dtype; bfloat16 on accelerators
+  config.model.dtype = "float32"           # compute dtype; bfloat16 on accelerators
   # BN batch variance E[x^2] - E[x]^2 (one all-reduce per synchronised BN, cancels in float32)
   # instead of E[(x - E[x])^2] (two); docs/performance.md, "Numerics across device counts".
   config.model.bn_fast_variance = False
-  config.model.online_probe = True   # linear probe on stop_gradient(h), as SimCLR TF2
+  config.model.online_probe = True         # linear probe on stop_gradient(h), as SimCLR TF2
 
   config.augment = ml_collections.ConfigDict()
   config.augment.preset = "cifar10"  # ViewAugment.cifar10(): strength 0.5, no blur, 32 px
@@ -136,7 +132,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.batch_size = 256
     config.num_epochs = 3
     config.warmup_epochs = 0.3
-    config.model.base_width = 16
+    config.model.encoder.base_width = 16
     config.checkpoint_every_steps = 100
     config.log_every_steps = 10
     config.eval.linear_epochs = 50
@@ -149,10 +145,10 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.num_epochs = 1
     config.num_steps = 4
     config.warmup_epochs = 0.0
-    config.model.base_width = 8
+    config.model.encoder.base_width = 8
     # Tiny models compile fastest with XLA's convolutions; the GEMM lowerings
     # have their own tests (tests/test_conv_impl.py, including under shard_map).
-    config.model.conv_impl = "xla"
+    config.model.encoder.conv_impl = "xla"
     config.checkpoint_every_steps = 2
     config.log_every_steps = 1
     config.data.num_train_examples = 64

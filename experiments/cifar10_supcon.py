@@ -31,11 +31,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.weight_decay = 1e-5          # optimizer.weight_decay
   config.momentum = 0.9               # solo/args/pretrain.py: SGD momentum
   _base.solo_learn_schedule(config, preset)
-  config.model.head_hidden_dim = 2048  # method_kwargs.proj_hidden_dim
-  config.model.head_init = "torch"      # solo-learn builds its heads from nn.Linear (default init)
+  config.model.head.hidden_dim = 2048  # method_kwargs.proj_hidden_dim
   config.model.proj_dim = 256          # method_kwargs.proj_output_dim
-  config.model.head_hidden_bn = False  # solo/methods/supcon.py: Linear - ReLU - Linear
-  config.model.head_last_bn = False
+  config.model.head.hidden_bn = False  # solo/methods/supcon.py: Linear - ReLU - Linear
+  config.model.head.last_bn = False
+  _base.torch_heads(config)
   config.augment.jitter = (0.8, 0.8, 0.8, 0.2)  # augmentations/symmetric.yaml
   config.augment.blur_p = 0.5
   _base.weak_jitter(config)

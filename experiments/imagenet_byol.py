@@ -34,14 +34,13 @@ def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
   config.lr_scaling = "linear"
   config.weight_decay = 1.5e-6
   config.target = ml_collections.ConfigDict({"base_momentum": 0.996, "final_momentum": 1.0})
-  config.model.head_hidden_dim = 4096
+  config.model.head.hidden_dim = 4096
+  config.model.proj_dim = 256
+  config.model.head.last_bn = False
+  config.model.predictor = ml_collections.ConfigDict({"num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": True, "dense_init": "simclr"})
   # BYOL\'s Haiku heads: truncated-normal kernels of std 1/sqrt(fan_in), zero biases; of the two
   # inits offered, "torch" (U(+-1/sqrt(fan_in))) is the nearer.
-  config.model.head_init = "torch"
-  config.model.proj_dim = 256
-  config.model.head_last_bn = False
-  config.model.predictor_layers = 2
-  config.model.predictor_hidden_dim = 4096
+  config.model.head.dense_init = config.model.predictor.dense_init = "torch"
   config.augment.jitter = (0.4, 0.4, 0.2, 0.1)
   config.augment.multiplicative_brightness = True
   config.augment.blur_p = 1.0

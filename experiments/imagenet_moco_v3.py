@@ -44,14 +44,13 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.weight_decay = 1e-6
   config.temperature = 1.0
   config.target = ml_collections.ConfigDict({"base_momentum": 0.99, "final_momentum": 1.0})
-  config.model.zero_init_residual = True
-  config.model.head_hidden_dim = 4096
-  config.model.head_init = "torch"  # the official code is PyTorch: nn.Linear default init
+  config.model.encoder.zero_init_residual = True
+  config.model.head.hidden_dim = 4096
   config.model.proj_dim = 256
-  config.model.head_last_bn_scale = False
-  config.model.predictor_layers = 2
-  config.model.predictor_hidden_dim = 4096
-  config.model.predictor_last_bias = False
+  config.model.head.last_bn_scale = False
+  config.model.predictor = ml_collections.ConfigDict({"num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": False, "dense_init": "simclr"})
+  # the official code is PyTorch: nn.Linear default init
+  config.model.head.dense_init = config.model.predictor.dense_init = "torch"
   _byol_views(config)
   config.augment.crop_area_range = (0.2, 1.0)
   if preset in ("", "100ep"):
@@ -64,14 +63,12 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
     config.weight_decay = 0.1
     config.temperature = 0.2
     config.augment.crop_area_range = (0.08, 1.0)
-    config.model.zero_init_residual = False
-    config.model.arch = "vit"
-    config.model.vit_variant = preset[4:]
-    config.model.patch_size = 16
-    config.model.posemb = "sincos2d"
-    config.model.pool = "cls"
-    config.model.frozen_patch_embed = True
-    config.model.head_layers = 3
+    config.model.encoder = ml_collections.ConfigDict({"name": "vit", "variant": preset[4:], "patch_size": 16,
+                                                      "posemb": "sincos2d", "pool": "cls",
+                                                      "frozen_patch_embed": True})
+    for field in ("width", "depth", "num_heads"):  # None: the variant's
+      config.model.encoder[field] = ml_collections.FieldReference(None, field_type=int)
+    config.model.head.num_layers = 3
   elif preset in ("300ep", "1000ep"):
     config.num_epochs = int(preset[:-2])
     config.learning_rate = 0.3

@@ -47,12 +47,12 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.temperature = 0.1
   config.loss_chunk_size = 0
 
-  config.model.depth = 50
-  config.model.width_multiplier = 1
-  config.model.base_width = 64
-  config.model.cifar_stem = False
-  config.model.head_layers = 2
-  config.model.conv_impl = "auto"   # Winograd / im2col GEMMs on CPUs (docs/performance.md), XLA convs elsewhere
+  config.model.encoder.depth = 50
+  config.model.encoder.width_multiplier = 1
+  config.model.encoder.base_width = 64
+  config.model.encoder.cifar_stem = False
+  config.model.encoder.conv_impl = "auto"  # Winograd / im2col GEMMs on CPUs (docs/performance.md), XLA convs elsewhere
+  config.model.head.num_layers = 2
   config.model.dtype = "bfloat16"
 
   config.augment.preset = "imagenet"
@@ -80,7 +80,7 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
     config.num_epochs = 1000
   elif preset == "v2":
     config.num_epochs = 800
-    config.model.head_layers = 3
+    config.model.head.num_layers = 3
     config.eval.finetune_from_head_layer = True  # SimCLR v2 fine-tunes from the first head layer
   else:
     raise ValueError(f"unknown preset {preset!r} for imagenet_simclr.py; use '100ep', '1000ep', 'v2' or 'multicrop'.")

@@ -44,10 +44,10 @@ def get_config(preset: str = "350ep") -> ml_collections.ConfigDict:
   config.lr_scaling = "linear"
   config.weight_decay = 1e-3         # --stage_1_weight_decay=1e-3
   config.temperature = 0.1           # --temperature=0.1
-  config.model.head_layers = 1       # SUPCON_FLAGS: --projection_head_layers=128
+  config.model.head.num_layers = 1       # SUPCON_FLAGS: --projection_head_layers=128
   config.model.proj_dim = 128
-  config.model.head_last_bn = False  # --use_projection_batch_norm=False: Dense with bias
-  config.model.head_init = "simclr"
+  config.model.head.last_bn = False      # --use_projection_batch_norm=False: Dense with bias
+  config.model.head.dense_init = "simclr"
   config.augment.jitter_strength = 1.0
   config.augment.blur_p = 0.5        # IMAGENET_FLAGS: --blur_probability=0.5
   return config

@@ -30,7 +30,7 @@ def test_every_experiment_config_builds_its_model_method_views_and_optimizer(spe
   method = methods.create(config, total_steps=100, axis_name=None)
   views = views_lib.view_configs(config)
   assert len(views) == method.num_views
-  assert bool(method.predictor_layers) <= bool(model.predictor_layers)
+  assert bool(method.predictor_layers) <= model.has_predictor
   tx, schedule = optim.create_optimizer(config, num_examples=50_000)
   assert tx is not None and float(schedule(0)) >= 0.0
 

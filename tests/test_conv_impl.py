@@ -140,13 +140,14 @@ def test_resnet18_gemm_convs_equal_xla(impl, cifar_stem, size):
 
 def test_simclr_model_passes_conv_impl_and_bf16_works():
   impl = "winograd"
-  model = ContrastiveModel(depth=18, cifar_stem=True, base_width=8, conv_impl=impl, dtype=jnp.bfloat16)
-  assert model.clone().conv_impl == impl
+  encoder = {"name": "resnet", "depth": 18, "cifar_stem": True, "base_width": 8}
+  model = ContrastiveModel(encoder_config={**encoder, "conv_impl": impl}, dtype=jnp.bfloat16)
+  assert model.clone().encoder_config["conv_impl"] == impl
   x = _normal(4, (2, 8, 8, 3))
   variables = jax.jit(model.init)(jax.random.key(0, impl="rbg"), x)
   out = jax.jit(model.apply)(variables, x)
   h, z = out["features"], out["projection"]
-  h_ref = jax.jit(model.clone(conv_impl="xla").apply)(variables, x)["features"]
+  h_ref = jax.jit(model.clone(encoder_config={**encoder, "conv_impl": "xla"}).apply)(variables, x)["features"]
   assert h.dtype == z.dtype == jnp.float32
   np.testing.assert_allclose(np.asarray(h), np.asarray(h_ref), rtol=0.1, atol=0.1)  # bf16 rounding
 
@@ -164,4 +165,4 @@ def test_unknown_conv_impl_is_rejected():
   with pytest.raises(ValueError, match="conv_impl"):
     ResNet(18, conv_impl="fft")
   with pytest.raises(ValueError, match="conv_impl"):
-    ContrastiveModel(depth=18, conv_impl="cudnn")
+    ContrastiveModel(encoder_config={"name": "resnet", "depth": 18, "conv_impl": "cudnn"})

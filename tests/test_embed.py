@@ -134,13 +134,13 @@ def test_old_runs_take_their_config_from_config_json(run, tmp_path):
   embed, config = contrastive_jax.load_encoder(str(tmp_path))
   x = _images(8)
   np.testing.assert_allclose(embed(x), run.features(x), rtol=1e-5, atol=1e-5)
-  assert config.model.base_width == run.config.model.base_width
+  assert config.model.encoder.base_width == run.config.model.encoder.base_width
 
 
 def test_a_config_that_does_not_match_the_checkpoint_is_named(run, tmp_path):
   shutil.copytree(run.workdir / "checkpoints", tmp_path / "checkpoints")
   shutil.rmtree(tmp_path / "checkpoints" / str(STEP) / "config")
-  config = cli.load_config(f"{CONFIG}:test", **{"model.base_width": 16})
+  config = cli.load_config(f"{CONFIG}:test", **{"model.encoder.base_width": 16})
   (tmp_path / "config.json").write_text(config.to_json_best_effort())
   with pytest.raises(ValueError, match=r"does not match the model of its config: at .* the checkpoint has \("):
     contrastive_jax.load_encoder(str(tmp_path))

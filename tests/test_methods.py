@@ -215,8 +215,8 @@ def test_a_queue_the_global_batch_does_not_divide_is_rejected_with_sizes_that_wo
 
 
 def test_a_predictor_method_without_a_predictor_says_what_to_set():
-  config = _config("byol", **{"model.predictor_layers": 0})
-  with pytest.raises(ValueError, match="config.model.predictor_layers"):
+  config = _config("byol", **{"model.predictor.num_layers": 0})
+  with pytest.raises(ValueError, match="config.model.predictor.num_layers"):
     methods_lib.create(config, total_steps=10, axis_name=None)
 
 

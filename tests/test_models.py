@@ -101,7 +101,7 @@ def _random_variables(model: nn.Module, shape, seed: int = 0):
 def sim18():
   """ContrastiveModel with ResNet-18 (CIFAR stem) + probe, variables, a [16, 16, 16, 3]
   batch and the single-device train-mode outputs on it (shared to compile less)."""
-  model = ContrastiveModel(depth=18, cifar_stem=True, num_probe_classes=5)
+  model = ContrastiveModel(encoder_config={"name": "resnet", "depth": 18, "cifar_stem": True}, num_probe_classes=5)
   x = _normal(1, (16, 16, 16, 3))
   variables = _random_variables(model, x.shape)
   out, updates = _train_apply(model)(variables, x)
@@ -254,7 +254,8 @@ def test_projection_head_layers():
 
 @pytest.mark.parametrize("num_probe_classes", [0, 10])
 def test_simclr_model_outputs(num_probe_classes):
-  model = ContrastiveModel(depth=18, cifar_stem=True, head_layers=3, num_probe_classes=num_probe_classes)
+  model = ContrastiveModel(encoder_config={"name": "resnet", "depth": 18, "cifar_stem": True}, head_config={"num_layers": 3},
+                           num_probe_classes=num_probe_classes)
   out, variables = _abstract_init(model, (3, 32, 32, 3))
   assert set(variables["params"]) == ({"encoder", "head", "probe"} if num_probe_classes else {"encoder", "head"})
   assert set(variables["batch_stats"]) == {"encoder", "head"}
@@ -286,9 +287,9 @@ def test_probe_gradient_does_not_reach_encoder(sim18):
 
 
 def test_probe_is_zero_initialised():
-  _, variables = _abstract_init(ContrastiveModel(depth=18, cifar_stem=True, num_probe_classes=3))
+  _, variables = _abstract_init(ContrastiveModel(encoder_config={"name": "resnet", "depth": 18, "cifar_stem": True}, num_probe_classes=3))
   chex.assert_shape(variables["params"]["probe"]["kernel"], (512, 3))
-  kernel = jax.jit(lambda k: ContrastiveModel(depth=18, cifar_stem=True, num_probe_classes=3).init(
+  kernel = jax.jit(lambda k: ContrastiveModel(encoder_config={"name": "resnet", "depth": 18, "cifar_stem": True}, num_probe_classes=3).init(
       k, jnp.zeros((1, 8, 8, 3)))["params"]["probe"]["kernel"])(_key(0))
   np.testing.assert_array_equal(kernel, 0.0)
 
@@ -335,11 +336,15 @@ def test_bad_inputs_and_head_configs():
   with pytest.raises(ValueError, match="num_probe_classes"):
     ContrastiveModel(num_probe_classes=-1)
   with pytest.raises(ValueError, match="depth must be one of"):
-    ContrastiveModel(depth=7)
-  with pytest.raises(ValueError, match="head_layers"):
-    ContrastiveModel(depth=18, head_layers=0)
-  with pytest.raises(ValueError, match="bn_momentum"):  # checked by the encoder at init
-    _abstract_init(ContrastiveModel(depth=18, bn_momentum=1.5))
+    ContrastiveModel(encoder_config={"name": "resnet", "depth": 7})
+  with pytest.raises(ValueError, match="num_layers"):
+    ContrastiveModel(head_config={"num_layers": 0})
+  with pytest.raises(ValueError, match="bn_momentum"):
+    ContrastiveModel(bn_momentum=1.5)
+  with pytest.raises(ValueError, match=r"encoder_config has unknown fields \['head_layers'\]; ResNet takes"):
+    ContrastiveModel(encoder_config={"name": "resnet", "depth": 18, "head_layers": 3})
+  with pytest.raises(ValueError, match=r"name must be one of \['resnet', 'vit'\]; got 'convnext'"):
+    ContrastiveModel(encoder_config={"name": "convnext"})
 
 
 def test_torch_dense_init_draws_kernels_and_biases_from_pytorch_linear_default_range():

@@ -10,7 +10,8 @@ from contrastive_jax import resume
 from contrastive_jax import train as train_lib
 from contrastive_jax.checkpoint import Checkpointer
 
-CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "experiments" / "cifar10_simclr.py")
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+CONFIG = str(CONFIG_DIR / "cifar10_simclr.py")
 
 
 def _config(**overrides):
@@ -23,7 +24,7 @@ def _recorded(**overrides):
 
 def test_state_fields_must_not_change():
   recorded = _recorded()
-  for field, value in (("batch_size", 32), ("seed", 1), ("model.depth", 34), ("augment.jitter_strength", 1.0),
+  for field, value in (("batch_size", 32), ("seed", 1), ("model.encoder.depth", 34), ("augment.jitter_strength", 1.0),
                        ("temperature", 0.1), ("data.num_train_examples", 32), ("weight_decay", 0.0)):
     with pytest.raises(resume.ConfigMismatchError, match=field.replace(".", r"\.")):
       resume.check_resume_config(recorded, _recorded(**{field: value}))
@@ -31,7 +32,7 @@ def test_state_fields_must_not_change():
 
 def test_cadence_evaluation_and_data_location_may_change():
   changed = _recorded(**{"log_every_steps": 7, "checkpoint_every_steps": 9, "keep_checkpoints": 1,
-                         "eval.linear_epochs": 3, "data.image_folder": "/elsewhere", "model.conv_impl": "winograd"})
+                         "eval.linear_epochs": 3, "data.image_folder": "/elsewhere", "model.encoder.conv_impl": "winograd"})
   assert resume.check_resume_config(_recorded(), changed) == {}
 
 
@@ -46,13 +47,28 @@ def test_schedule_changes_only_when_allowed():
                                allow_schedule_change=True)
 
 
-def test_fields_older_runs_lack_take_the_legacy_defaults():
-  old = _recorded()
-  del old["model"]["conv_impl"], old["model"]["base_width"]
+# Configs recorded by the code before config.model had its groups (commit 78bdd2d): flat model fields.
+FLAT = json.loads((pathlib.Path(__file__).parent / "data" / "configs_flat_model_layout.json").read_text())["configs"]
+
+
+@pytest.mark.parametrize("spec", sorted(FLAT))
+def test_runs_recorded_in_the_flat_model_layout_migrate_to_todays_groups(spec):
+  """A ResNet, a predictor and a ViT recorded flat are today's groups, field for field: they resume."""
+  path, _, preset = spec.partition(":")
+  today = json.loads(cli.load_config(str(CONFIG_DIR / pathlib.Path(path).name) + ":" + preset).to_json_best_effort())
+  assert "depth" in FLAT[spec]["model"] and "encoder" not in FLAT[spec]["model"]
+  assert resume.migrate_config(FLAT[spec]) == today
+  assert resume.check_resume_config(FLAT[spec], today) == {}
+  assert resume.migrate_config(today) == today  # today's layout passes through
+
+
+def test_fields_older_runs_lack_take_what_the_code_did_without_them():
+  old = json.loads(json.dumps(FLAT["experiments/cifar10_simclr.py:test"]))
+  del old["model"]["conv_impl"], old["model"]["base_width"], old["method"]
   # base_width was 64 before it was a field: the test preset's 8 is a different network.
-  with pytest.raises(resume.ConfigMismatchError, match=r"model\.base_width: 64 -> 8"):
+  with pytest.raises(resume.ConfigMismatchError, match=r"model\.encoder\.base_width: 64 -> 8"):
     resume.check_resume_config(old, _recorded())
-  assert resume.check_resume_config(old, _recorded(**{"model.base_width": 64})) == {}
+  assert resume.check_resume_config(old, _recorded(**{"model.encoder.base_width": 64})) == {}
 
 
 @pytest.mark.slow

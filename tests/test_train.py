@@ -300,7 +300,7 @@ def test_variable_size_images_are_cropped_on_the_host(tmp_path):
 
 
 def test_load_config_applies_overrides_and_names_unknown_keys():
-  config = cli.load_config(f"{CONFIG}:test", **{"batch_size": 32, "model.depth": 34})
-  assert config.batch_size == 32 and config.model.depth == 34
+  config = cli.load_config(f"{CONFIG}:test", **{"batch_size": 32, "model.encoder.depth": 34})
+  assert config.batch_size == 32 and config.model.encoder.depth == 34
   with pytest.raises(KeyError, match="model.depht"):
     cli.load_config(f"{CONFIG}:test", **{"model.depht": 34})

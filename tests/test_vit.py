@@ -62,7 +62,7 @@ def test_sincos2d_posemb_is_mocov3s_layout():
 
 def test_a_frozen_patch_embedding_gets_no_update_and_no_decay():
   config = load_config("experiments/cifar10_moco_v3.py:vit_test")
-  assert config.model.frozen_patch_embed and config.optimizer == "adamw"
+  assert config.model.encoder.frozen_patch_embed and config.optimizer == "adamw"
   model = models.create_model(config, num_classes=10, axis_name=None)
   tx, _ = optim.create_optimizer(config, 64, frozen=models.frozen_params(config))
   params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))["params"]

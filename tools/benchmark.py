@@ -55,7 +55,7 @@ _DEVICES = flags.DEFINE_integer(
     "devices", 0, "Devices to use (0: all). On CPU, N > 1 splits the host into N XLA devices "
     "(--xla_force_host_platform_device_count, set before JAX initialises).")
 _CONV_IMPL = flags.DEFINE_string(
-    "conv_impl", "", "ResNet convolution lowering: xla, im2col, winograd or auto ('' = config.model.conv_impl if the "
+    "conv_impl", "", "ResNet convolution lowering: xla, im2col, winograd or auto ('' = config.model.encoder.conv_impl if the "
     "config has it, else the model default).")
 _DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step (as training does).")
 _BN_FAST_VARIANCE = flags.DEFINE_bool(
@@ -156,6 +156,7 @@ def run(config: Any) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
+  from contrastive_jax import models  # pylint: disable=g-import-not-at-top
   from contrastive_jax import parallel  # pylint: disable=g-import-not-at-top
   from contrastive_jax import train  # pylint: disable=g-import-not-at-top
   from contrastive_jax.models.conv import resolve_conv_impl  # pylint: disable=g-import-not-at-top
@@ -172,12 +173,12 @@ def run(config: Any) -> dict[str, Any]:
   num_classes = _NUM_CLASSES.value or _DATASET_CLASSES.get(config.data.dataset, 10)
 
   if _CONV_IMPL.value:
-    config.model.conv_impl = _CONV_IMPL.value
+    config.model.encoder.conv_impl = _CONV_IMPL.value
   config.model.bn_fast_variance = _BN_FAST_VARIANCE.value
   # Only the schedule depends on the dataset size; use a CIFAR-sized epoch.
   num_examples = max(config.data.num_train_examples, 50_000)
   built = train.build_step(config, mesh, num_examples=num_examples, num_classes=num_classes, donate=_DONATE.value)
-  model, augs = built.model, built.augs
+  augs = built.augs
   aug = augs[0]
   state = built.init(train.init_key(config.seed))
   batch = parallel.host_local_to_global(
@@ -186,7 +187,7 @@ def run(config: Any) -> dict[str, Any]:
 
   def xla_step():  # the model FLOPs: the XLA-convolution program (conv_impl changes no parameter)
     xla = config.copy_and_resolve_references()
-    xla.model.conv_impl = "xla"
+    xla.model.encoder.conv_impl = "xla"
     return train.build_step(xla, mesh, num_examples=num_examples, num_classes=num_classes, donate=_DONATE.value).step
 
   if _FLOPS_ONLY.value:
@@ -229,9 +230,10 @@ def run(config: Any) -> dict[str, Any]:
     flops = _MODEL_FLOPS.value
   executed = executed_flops_per_device * len(devices) if executed_flops_per_device is not None else None
   achieved = flops / median if flops is not None else None
-  m = config.model
-  arch = m.get("arch", "resnet")
-  resnet, vit = arch == "resnet", (model.vit if arch == "vit" else None)
+  encoder_args = config.model.encoder.to_dict()
+  arch = encoder_args.pop("name")
+  resnet, vit = arch == "resnet", arch == "vit"
+  encoder = (models.ResNet if resnet else models.ViT)(**encoder_args)  # its fields, defaults included
   return {
       "pairs_per_sec": config.batch_size / median,
       "views_per_sec": built.method.num_views * config.batch_size / median,
@@ -253,15 +255,15 @@ def run(config: Any) -> dict[str, Any]:
       "loss": loss,
       # Keys of the other architecture are null.
       "arch": arch,
-      "depth": m.depth if resnet else None,
-      "width_multiplier": m.width_multiplier if resnet else None,
-      "base_width": m.base_width if resnet else None,
-      "cifar_stem": m.cifar_stem if resnet else None,
-      "conv_impl": model.conv_impl if resnet else None,
-      "conv_impl_resolved": resolve_conv_impl(model.conv_impl) if resnet else None,
-      "vit_variant": vit["variant"] if vit else None,
-      "patch_size": vit["patch_size"] if vit else None,
-      "vit_width": (vit.get("width") or vit_lib.VARIANTS[vit["variant"]][0]) if vit else None,
+      "depth": encoder.depth if resnet else None,
+      "width_multiplier": encoder.width_multiplier if resnet else None,
+      "base_width": encoder.base_width if resnet else None,
+      "cifar_stem": encoder.cifar_stem if resnet else None,
+      "conv_impl": encoder.conv_impl if resnet else None,
+      "conv_impl_resolved": resolve_conv_impl(encoder.conv_impl) if resnet else None,
+      "vit_variant": encoder.variant if vit else None,
+      "patch_size": encoder.patch_size if vit else None,
+      "vit_width": (encoder.width or vit_lib.VARIANTS[encoder.variant][0]) if vit else None,
       "dtype": str(dtype),
       "image_size": aug.image_size,
       "host_crop": bool(config.data.host_crop),

@@ -95,12 +95,12 @@ run() {
 
 if (( DRY )); then
   R50=(--config experiments/imagenet_simclr.py --config.batch_size=4 --config.data.host_crop=False
-       --config.augment.image_size=64 --config.model.base_width=8 --steps=1 --warmup=1 --peak_size=256)
+       --config.augment.image_size=64 --config.model.encoder.base_width=8 --steps=1 --warmup=1 --peak_size=256)
   VIT=(--config experiments/imagenet_moco_v3.py:vit_small --config.batch_size=4 --config.data.host_crop=False
-       --config.augment.image_size=64 --config.model.vit_width=32 --config.model.vit_depth=1
-       --config.model.vit_heads=2 --config.model.head_hidden_dim=32 --config.model.predictor_hidden_dim=32
+       --config.augment.image_size=64 --config.model.encoder.width=32 --config.model.encoder.depth=1
+       --config.model.encoder.num_heads=2 --config.model.head.hidden_dim=32 --config.model.predictor.hidden_dim=32
        --steps=1 --warmup=1 --peak_size=256)
-  R18=(--config experiments/cifar10_simclr.py --config.batch_size=8 --config.model.base_width=8
+  R18=(--config experiments/cifar10_simclr.py --config.batch_size=8 --config.model.encoder.base_width=8
        --steps=1 --warmup=1 --peak_size=256)
   LOSS_SIZES="512 1024"; LOSS_CHUNK=256
 else

@@ -139,7 +139,7 @@ def compile_step(name: str, n_devices: int, conv_impl: str, bn_fast_variance: bo
   devices = jax.devices()[:n_devices]
   mesh = parallel.make_data_mesh(devices)
   if conv_impl:
-    config.model.conv_impl = conv_impl
+    config.model.encoder.conv_impl = conv_impl
   config.model.bn_fast_variance = bn_fast_variance
   built = train.build_step(config, mesh, num_examples=1_281_167, num_classes=sc["num_classes"])
   aug = built.augs[0]

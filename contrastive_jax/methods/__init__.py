@@ -29,7 +29,7 @@ def create(config: Any, *, total_steps: int, axis_name: str | None,
 
   Reads: temperature, loss_chunk_size, batch_size (the global batch), augment.views (how many,
   and multi-crop's large crops: contrastive_jax/views.py),
-  model.proj_dim, model.predictor_layers; target.base_momentum / target.final_momentum
+  model.proj_dim, model.predictor.num_layers; target.base_momentum / target.final_momentum
   (moco_v2, moco_v3, byol); moco.queue_size and moco.symmetric (moco_v2).
   `views`: the run's `views.view_configs(config)`, when the caller has built them already.
   """
@@ -52,9 +52,10 @@ def create(config: Any, *, total_steps: int, axis_name: str | None,
     return moco.make_v2(temperature=config.temperature, queue_size=config.moco.queue_size,
                         global_batch=config.batch_size, proj_dim=config.model.proj_dim,
                         symmetric=config.moco.symmetric, chunk_size=chunk, axis_name=axis_name, **target)
-  predictor_layers = config.model.get("predictor_layers", 0)
+  predictor = config.model.get("predictor") or {}
+  predictor_layers = predictor.get("num_layers", 0)
   if predictor_layers < 1:
-    raise ValueError(f"{name} needs a predictor: set config.model.predictor_layers (2 in the paper).")
+    raise ValueError(f"{name} needs a predictor: set config.model.predictor.num_layers (2 in the paper).")
   if name == "moco_v3":
     return moco.make_v3(temperature=config.temperature, predictor_layers=predictor_layers, chunk_size=chunk,
                         axis_name=axis_name, **target)

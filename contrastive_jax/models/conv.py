@@ -1,6 +1,6 @@
 """How the ResNet's convolutions are computed: XLA's convolution, im2col + GEMM, or Winograd.
 
-`conv_impl` (a ResNet / ContrastiveModel attribute, `config.model.conv_impl`):
+`conv_impl` (a ResNet attribute, `config.model.encoder.conv_impl`):
 
 * "xla": `lax.conv_general_dilated` (`nn.Conv`). The right choice on GPU/TPU.
 * "im2col": the k*k shifted, strided views of the padded input are

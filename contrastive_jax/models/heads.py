@@ -9,15 +9,15 @@ makes it redundant) and the last layer's BN has no offset either.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from contrastive_jax.models.conv import check_conv_impl
-from contrastive_jax.models.resnet import ResNet, _check_depth_width, output_dtype
+from contrastive_jax.models.resnet import ResNet, output_dtype
 from contrastive_jax.models.vit import ViT
 
 Array = Any
@@ -146,6 +146,20 @@ class ProjectionHead(nn.Module):
     return (z, hiddens) if return_hidden else z
 
 
+ENCODERS = {"resnet": ResNet, "vit": ViT}
+_SHARED = ("axis_name", "bn_momentum", "dtype", "bn_fast_variance")  # the model's, for every submodule that has them
+
+
+def _submodule_args(cls: type, args: Mapping[str, Any], where: str) -> dict[str, Any]:
+  """`args` as keyword arguments of `cls`, or a ValueError naming the unknown ones."""
+  fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+  unknown = sorted(set(args) - fields)
+  if unknown:
+    raise ValueError(f"ContrastiveModel {where} has unknown fields {unknown}; {cls.__name__} takes "
+                     f"{sorted(fields - set(_SHARED) - {'out_dim'})}.")
+  return dict(args)
+
+
 class ContrastiveModel(nn.Module):
   """Encoder (ResNet or ViT) + projection head (+ optional predictor and online linear probe).
 
@@ -153,91 +167,76 @@ class ContrastiveModel(nn.Module):
   head; MoCo v3 and BYOL add a predictor on the online branch; their momentum targets are
   a copy of encoder + head (`project`).
 
-  Submodules (and top-level keys of `params` / `batch_stats`): `encoder` (ResNet), `head`
-  (ProjectionHead with `head_layers` layers), `predictor` (ProjectionHead, if
-  predictor_layers > 0) and `probe` (nn.Dense with bias, zero-initialised kernel; params
-  only, if num_probe_classes > 0). The probe sees `stop_gradient(h)`, so its loss trains
-  only the probe (SimCLR TF2 lineareval_while_pretraining).
+  Submodules (and top-level keys of `params` / `batch_stats`): `encoder` (ResNet or ViT),
+  `head` (ProjectionHead), `predictor` (ProjectionHead, if any) and `probe` (nn.Dense with bias,
+  zero-initialised kernel; params only, if num_probe_classes > 0). The probe sees
+  `stop_gradient(h)`, so its loss trains only the probe (SimCLR TF2 lineareval_while_pretraining).
 
-  Attributes not described on ResNet / ProjectionHead:
-    head_hidden_dim: the head's hidden width; None: the encoder width (SimCLR).
-    head_hidden_bn, head_last_bn, head_last_bn_scale: the head's BNs (ProjectionHead's
-      hidden_bn, last_bn, last_bn_scale).
-    head_init: the head's and the predictor's Dense init (ProjectionHead's dense_init).
-    arch: the encoder, "resnet" (depth, width_multiplier, ... apply) or "vit".
-    vit: with arch="vit", `ViT` keyword arguments (variant, patch_size, posemb, pool,
-      frozen_patch_embed, width, depth, num_heads); dtype and axis_name are the model's.
-    predictor_layers: 0 (no predictor) or the predictor's Dense layers; its output has
-      proj_dim features, its hidden width predictor_hidden_dim, its BNs predictor_hidden_bn
-      predictor_last_bn and predictor_last_bias.
+  Attributes:
+    encoder_config: the encoder's keyword arguments and its "name" ("resnet": `ResNet`, "vit":
+      `ViT`), e.g. {"name": "resnet", "depth": 18, "cifar_stem": True}; the rest take the
+      encoder's defaults. config.model.encoder.
+    head_config: `ProjectionHead` keyword arguments (num_layers, hidden_dim, hidden_bn,
+      last_bn, ...); config.model.head.
+    predictor_config: the same for the predictor, None or num_layers 0 for none (BYOL, MoCo v3:
+      2 layers); config.model.predictor.
+    proj_dim: the head's and the predictor's output width.
+    num_probe_classes: the online probe's classes (0: no probe).
+    axis_name, bn_momentum, dtype, bn_fast_variance: given to every submodule that has them.
   """
-  depth: int = 50
-  width_multiplier: int = 1
-  cifar_stem: bool = False
-  head_layers: int = 2
+  encoder_config: Mapping[str, Any] | None = None  # None: ResNet-50
+  head_config: Mapping[str, Any] | None = None
+  predictor_config: Mapping[str, Any] | None = None
   proj_dim: int = 128
   num_probe_classes: int = 0
   axis_name: str | None = None
   bn_momentum: float = 0.9
-  zero_init_residual: bool = False
   dtype: Dtype = jnp.float32
-  base_width: int = 64
-  conv_impl: str = "xla"
   bn_fast_variance: bool = False
-  head_hidden_dim: int | None = None
-  head_hidden_bn: bool = True
-  head_last_bn: bool = True
-  head_last_bn_scale: bool = True
-  predictor_layers: int = 0
-  predictor_hidden_dim: int = 4096
-  predictor_hidden_bn: bool = True
-  predictor_last_bn: bool = False
-  predictor_last_bias: bool = True
-  head_init: str = "simclr"
-  arch: str = "resnet"
-  vit: dict | None = None
+
+  def _encoder_args(self) -> tuple[type, dict[str, Any]]:
+    args = dict(self.encoder_config or {"name": "resnet", "depth": 50})
+    name = args.pop("name", "resnet")
+    if name not in ENCODERS:
+      raise ValueError(f"ContrastiveModel encoder_config name must be one of {sorted(ENCODERS)}; got {name!r}.")
+    return ENCODERS[name], _submodule_args(ENCODERS[name], args, "encoder_config")
+
+  def _shared(self, cls: type) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return {k: getattr(self, k) for k in _SHARED if k in fields}
+
+  @property
+  def has_predictor(self) -> bool:
+    return bool(self.predictor_config) and self.predictor_config.get("num_layers", ProjectionHead.num_layers) > 0
+
+  @property
+  def head_layers(self) -> int:
+    return (self.head_config or {}).get("num_layers", ProjectionHead.num_layers)
 
   def __post_init__(self):
     # Fail at construction rather than at init (submodules are built lazily).
-    if self.arch not in ("resnet", "vit"):
-      raise ValueError(f"ContrastiveModel arch must be 'resnet' or 'vit'; got {self.arch!r}.")
-    if self.arch == "vit":
-      ViT(**(self.vit or {}))  # its own checks
-    _check_depth_width(self.depth, self.width_multiplier, self.base_width)
-    check_conv_impl(self.conv_impl)
-    if not _is_int(self.head_layers) or self.head_layers < 1:
-      raise ValueError(f"ContrastiveModel head_layers must be an int >= 1 (v1: 2, v2: 3), got {self.head_layers!r}.")
+    cls, args = self._encoder_args()
+    cls(**args, **self._shared(cls))  # its own checks
+    head = _submodule_args(ProjectionHead, self.head_config or {}, "head_config")
+    ProjectionHead(**head, out_dim=self.proj_dim, **self._shared(ProjectionHead))
+    if self.has_predictor:
+      predictor = _submodule_args(ProjectionHead, self.predictor_config, "predictor_config")
+      ProjectionHead(**predictor, out_dim=self.proj_dim, **self._shared(ProjectionHead))
     if not _is_int(self.num_probe_classes) or self.num_probe_classes < 0:
       raise ValueError(
           f"ContrastiveModel num_probe_classes must be an int >= 0 (0: no probe), got {self.num_probe_classes!r}.")
-    if not _is_int(self.predictor_layers) or self.predictor_layers < 0:
-      raise ValueError(f"ContrastiveModel predictor_layers must be an int >= 0 (0: no predictor; BYOL, MoCo v3: "
-                       f"2), got {self.predictor_layers!r}.")
     super().__post_init__()
 
   def setup(self):
     # setup (not compact) so that methods such as
     # `model.apply(v, x, method=lambda m, x: m.head(m.encoder(x), return_hidden=True))`
     # can reach the submodules.
-    if self.arch == "vit":
-      self.encoder = ViT(**(self.vit or {}), dtype=self.dtype, axis_name=self.axis_name)
-    else:
-      self.encoder = ResNet(
-          self.depth, width_multiplier=self.width_multiplier, cifar_stem=self.cifar_stem,
-          axis_name=self.axis_name, bn_momentum=self.bn_momentum,
-          zero_init_residual=self.zero_init_residual, dtype=self.dtype, base_width=self.base_width,
-          conv_impl=self.conv_impl, bn_fast_variance=self.bn_fast_variance)
-    self.head = ProjectionHead(
-        num_layers=self.head_layers, hidden_dim=self.head_hidden_dim, out_dim=self.proj_dim,
-        axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
-        bn_fast_variance=self.bn_fast_variance, hidden_bn=self.head_hidden_bn, last_bn=self.head_last_bn,
-        last_bn_scale=self.head_last_bn_scale, dense_init=self.head_init)
-    if self.predictor_layers > 0:
-      self.predictor = ProjectionHead(
-          num_layers=self.predictor_layers, hidden_dim=self.predictor_hidden_dim, out_dim=self.proj_dim,
-          axis_name=self.axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype,
-          bn_fast_variance=self.bn_fast_variance, hidden_bn=self.predictor_hidden_bn,
-          last_bn=self.predictor_last_bn, last_bias=self.predictor_last_bias, dense_init=self.head_init)
+    cls, args = self._encoder_args()
+    self.encoder = cls(**args, **self._shared(cls))
+    self.head = ProjectionHead(**(self.head_config or {}), out_dim=self.proj_dim, **self._shared(ProjectionHead))
+    if self.has_predictor:
+      self.predictor = ProjectionHead(**self.predictor_config, out_dim=self.proj_dim,
+                                      **self._shared(ProjectionHead))
     if self.num_probe_classes > 0:
       self.probe = nn.Dense(self.num_probe_classes, kernel_init=nn.initializers.zeros,
                             dtype=output_dtype(self.dtype), param_dtype=jnp.float32)
@@ -257,7 +256,7 @@ class ContrastiveModel(nn.Module):
         probe_logits [B, num_probe_classes]: from stop_gradient(h) (only with a probe).
     """
     out = self.project(images, train=train)
-    if self.predictor_layers > 0:
+    if self.has_predictor:
       out["prediction"] = self.predictor(out["projection"], train=train)
     if self.num_probe_classes > 0:
       out["probe_logits"] = self.probe(jax.lax.stop_gradient(out["features"]))
