@@ -13,9 +13,9 @@ The public API, by module:
             (`contrastive_jax.load_encoder` imports it on first use)
 """
 
+from contrastive_jax import methods
 from contrastive_jax.augment import ViewAugment, augment_batch, center_crop, random_crop_and_flip
 from contrastive_jax.losses import byol_loss, clip_loss, info_nce, nt_xent, nt_xent_with_metrics, siglip_loss, supcon
-from contrastive_jax import methods
 from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, ViT
 from contrastive_jax.optim import adamw, lars, scale_learning_rate, sgd, sgd_nesterov, warmup_cosine_schedule
 from contrastive_jax.parallel import DATA_AXIS, make_data_mesh

@@ -33,10 +33,11 @@ import ml_collections
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from contrastive_jax import data as data_lib
+
 from contrastive_jax import models
 from contrastive_jax import parallel
 from contrastive_jax import resume
+from contrastive_jax import sources  # pylint: disable=g-import-not-at-top
 from contrastive_jax.checkpoint import Checkpointer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # what tf.io.decode_image reads
@@ -212,7 +213,7 @@ def embed_folder(embed: Encoder, folder: str, chunk: int = 4096) -> dict[str, np
   feats = []
   for start in range(0, len(paths), chunk):
     try:
-      images = data_lib._decode_files(paths[start:start + chunk])  # pylint: disable=protected-access
+      images = sources._decode_files(paths[start:start + chunk])  # pylint: disable=protected-access
     except ValueError as e:
       raise ValueError(f"{e} (embed: the encoder takes {embed.image_size}x{embed.image_size} images)") from None
     feats.append(embed(images))
@@ -225,7 +226,7 @@ def embed_tfds(embed: Encoder, spec: str, data_dir: str | None = None) -> dict[s
   name, _, split = spec.partition(":")
   if not name or not split:
     raise ValueError(f"--tfds expects NAME:SPLIT, e.g. cifar10:test, got {spec!r}.")
-  ds = data_lib.load_dataset(name, split, data_dir=data_dir)
+  ds = sources.load_dataset(name, split, data_dir=data_dir)
   return {"embeddings": embed(ds.images), "labels": ds.labels.astype(np.int32),
           "indices": np.arange(len(ds), dtype=np.int64)}
 
@@ -260,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     summary = run(args.workdir, args.out, images=args.images, tfds=args.tfds, step=args.step,
                   data_dir=args.data_dir, batch_size=args.batch_size)
-  except (FileNotFoundError, ValueError, data_lib.DatasetUnavailableError) as e:
+  except (FileNotFoundError, ValueError, sources.DatasetUnavailableError) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 1
   print(json.dumps(summary), flush=True)

@@ -45,6 +45,7 @@ from contrastive_jax import finetune as finetune_lib
 from contrastive_jax import models
 from contrastive_jax import optim
 from contrastive_jax import parallel
+from contrastive_jax import sources
 from contrastive_jax.checkpoint import Checkpointer
 
 FeatureFn = Callable[[jax.Array], jax.Array]  # float images [b, H, W, 3] in [0, 1] -> features [b, F]
@@ -53,7 +54,7 @@ FeatureFn = Callable[[jax.Array], jax.Array]  # float images [b, H, W, 3] in [0,
 # ----------------------------------------------------------------------------- features
 
 
-def extract_features(feature_fn: FeatureFn, dataset: data_lib.ArrayDataset, *, batch_size: int,
+def extract_features(feature_fn: FeatureFn, dataset: sources.ArrayDataset, *, batch_size: int,
                      mesh: jax.sharding.Mesh | None = None, preprocess: Callable | None = None,
                      key: jax.Array | None = None) -> np.ndarray:
   """Features of every image of `dataset`, computed on all devices of `mesh`.
@@ -192,8 +193,8 @@ label_fraction_indices = finetune_lib.label_fraction_indices
 FineTuneModel = finetune_lib.FineTuneModel
 
 
-def semi_supervised(config: ml_collections.ConfigDict, model, variables, train: data_lib.ArrayDataset,
-                    test: data_lib.ArrayDataset, fraction: float, mesh) -> dict[str, Any]:
+def semi_supervised(config: ml_collections.ConfigDict, model, variables, train: sources.ArrayDataset,
+                    test: sources.ArrayDataset, fraction: float, mesh) -> dict[str, Any]:
   """SimCLR v2 fine-tuning on a balanced `fraction` of the labels, and its baselines; test top-1.
 
   Returns `finetune_<f>_top1` and, with `config.eval.finetune_baselines`, `scratch_<f>_top1` (the same
@@ -205,7 +206,7 @@ def semi_supervised(config: ml_collections.ConfigDict, model, variables, train: 
   tag = f"{fraction:g}"
   settings = finetune_lib.FineTuneSettings.from_config(config, fraction)
   idx = finetune_lib.label_fraction_indices(train.labels, fraction, seed=config.seed)
-  subset = data_lib.ArrayDataset(train.images[idx], train.labels[idx], train.num_classes, train.name)
+  subset = sources.ArrayDataset(train.images[idx], train.labels[idx], train.num_classes, train.name)
   counts = finetune_lib.subset_counts(train.labels, fraction)
   if counts["raised_to_one"]:
     print(f"label fraction {tag}: classes {counts['raised_to_one']} have less than one example at this fraction; "
@@ -272,7 +273,7 @@ def encoder_feature_fn(model, variables) -> FeatureFn:
   return fn
 
 
-def evaluate_features(name: str, feature_fn: FeatureFn, train: data_lib.ArrayDataset, test: data_lib.ArrayDataset,
+def evaluate_features(name: str, feature_fn: FeatureFn, train: sources.ArrayDataset, test: sources.ArrayDataset,
                       config: ml_collections.ConfigDict, mesh, *, augment: bool) -> dict[str, float]:
   """Linear and kNN accuracy of one feature extractor."""
   ev = config.eval
@@ -307,7 +308,7 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   t0 = time.time()
   mesh = parallel.make_data_mesh()
   folder = config.data.image_folder or None
-  load = functools.partial(data_lib.load_dataset, config.data.dataset, image_folder=folder,
+  load = functools.partial(sources.load_dataset, config.data.dataset, image_folder=folder,
                            data_dir=config.data.data_dir or None)
   train = load("train", num_examples=ev.num_train_examples)
   test = load(config.data.test_split, num_examples=ev.num_test_examples)
@@ -342,4 +343,4 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
 
 if __name__ == "__main__":
   from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
-  cli.run(run_evaluation, (data_lib.DatasetUnavailableError, ValueError, FileNotFoundError))
+  cli.run(run_evaluation, (sources.DatasetUnavailableError, ValueError, FileNotFoundError))

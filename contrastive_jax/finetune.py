@@ -40,8 +40,8 @@ import numpy as np
 import optax
 
 from contrastive_jax import augment as augment_lib
-from contrastive_jax import data as data_lib
 from contrastive_jax import optim
+from contrastive_jax import sources
 
 OPTIMIZERS = ("lars", "sgd_nesterov")
 
@@ -154,7 +154,7 @@ def chance_bound(labels: np.ndarray, num_seen: int) -> float:
   return p + 2.0 * math.sqrt(p * (1.0 - p) / max(num_seen, 1))
 
 
-def fine_tune(model: nn.Module, variables: dict[str, Any], subset: data_lib.ArrayDataset,
+def fine_tune(model: nn.Module, variables: dict[str, Any], subset: sources.ArrayDataset,
               settings: FineTuneSettings, *, num_classes: int, seed: int = 0, name: str = "fine-tuning",
               verbose: bool = False) -> tuple[FineTuneModel, dict[str, Any], dict[str, Any]]:
   """Trains `model`'s encoder and head, from `variables`, with a new classifier on `subset`.

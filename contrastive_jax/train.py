@@ -43,6 +43,7 @@ from contrastive_jax import models
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import resume as resume_lib
+from contrastive_jax import sources
 from contrastive_jax import views as views_lib
 from contrastive_jax.checkpoint import Checkpointer
 from contrastive_jax.models import ContrastiveModel
@@ -341,7 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       _check_resume(ckpt, workdir, config, config_json)
     else:
       _write_config(workdir, config_json)
-    dataset = data_lib.load_train_data(config)
+    dataset = sources.load_train_data(config)
     built = build_step(config, mesh, num_examples=len(dataset), num_classes=dataset.num_classes)
     steps, augs = built.total_steps, built.augs
     key = jax.random.key(config.seed)
@@ -455,4 +456,4 @@ def _train_summary(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
 
 if __name__ == "__main__":
   from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
-  cli.run(_train_summary, (data_lib.DatasetUnavailableError, ValueError, NonFiniteLossError), indent=None)
+  cli.run(_train_summary, (sources.DatasetUnavailableError, ValueError, NonFiniteLossError), indent=None)

@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from contrastive_jax import cli
 from contrastive_jax import data as data_lib
+from contrastive_jax import sources
 from contrastive_jax import views as views_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -74,8 +75,8 @@ def tfds_dir(request, tfds_dirs) -> pathlib.Path:
   return tfds_dirs[request.param]
 
 
-def _load(data_dir, **kwargs) -> data_lib.EncodedDataset:
-  return data_lib.load_dataset("tiny_variable_size_images", "train", data_dir=str(data_dir), host_crop=True,
+def _load(data_dir, **kwargs) -> sources.EncodedDataset:
+  return sources.load_dataset("tiny_variable_size_images", "train", data_dir=str(data_dir), host_crop=True,
                                **kwargs)
 
 
@@ -89,7 +90,7 @@ def _batch(dataset, step, **kwargs):
 
 def test_tfds_name_with_host_crop_gives_two_crops_and_labels(tfds_dir):
   ds = _load(tfds_dir)
-  assert isinstance(ds, data_lib.EncodedDataset)
+  assert isinstance(ds, sources.EncodedDataset)
   assert len(ds) == NUM_IMAGES and ds.num_classes == 2 and ds.name == "tfds:tiny_variable_size_images/train"
   batch = _batch(ds, step=0)
   assert batch["image"].shape == (8, 2, 32, 32, 3) and batch["image"].dtype == np.uint8
@@ -138,26 +139,26 @@ def test_tfds_file_formats_give_the_same_examples_in_the_same_order(tfds_dirs):
 def test_tfds_host_crop_through_the_train_config(tfds_dir):
   config = cli.load_config(f"{ROOT / 'experiments' / 'cifar10_simclr.py'}:test", **{
       "data.dataset": "tiny_variable_size_images", "data.data_dir": str(tfds_dir), "data.host_crop": True})
-  ds = data_lib.load_train_data(config)
-  assert isinstance(ds, data_lib.EncodedDataset) and len(ds) == NUM_IMAGES  # num_train_examples 64 > 40
+  ds = sources.load_train_data(config)
+  assert isinstance(ds, sources.EncodedDataset) and len(ds) == NUM_IMAGES  # num_train_examples 64 > 40
 
 
 def test_tfds_bad_name_with_host_crop_points_to_image_folder(tmp_path):
-  with pytest.raises(data_lib.DatasetUnavailableError,
+  with pytest.raises(sources.DatasetUnavailableError,
                      match=r"no_such_dataset_xyz.*could not be loaded.*--config.data.image_folder"):
-    data_lib.load_dataset("no_such_dataset_xyz", "train", data_dir=str(tmp_path), host_crop=True)
+    sources.load_dataset("no_such_dataset_xyz", "train", data_dir=str(tmp_path), host_crop=True)
 
 
 def test_tfds_bad_split_with_host_crop_is_unavailable(tfds_dir):
-  with pytest.raises(data_lib.DatasetUnavailableError, match=r"split 'validation'.*--config.data.image_folder"):
-    data_lib.load_dataset("tiny_variable_size_images", "validation", data_dir=str(tfds_dir), host_crop=True)
+  with pytest.raises(sources.DatasetUnavailableError, match=r"split 'validation'.*--config.data.image_folder"):
+    sources.load_dataset("tiny_variable_size_images", "validation", data_dir=str(tfds_dir), host_crop=True)
 
 
 def test_tfds_png_dataset_with_host_crop(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # TFDS stores e.g. CIFAR-10 as PNG; the host crop decodes those whole.
   TinyPngImages(data_dir=str(tmp_path)).download_and_prepare()
-  ds = data_lib.load_dataset("tiny_png_images", "train", data_dir=str(tmp_path), host_crop=True)
+  ds = sources.load_dataset("tiny_png_images", "train", data_dir=str(tmp_path), host_crop=True)
   batches = data_lib.TrainIterator(ds, global_batch_size=4, seed=0, crop_size=8)
   batch = next(batches)
   batches.close()
@@ -189,7 +190,7 @@ def test_host_crop_batches_are_a_function_of_seed_and_step_at_any_parallelism(tm
   """The parallel tf.data map keeps its order: thread count, timing and the start step change no batch."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
-  ds = data_lib.load_dataset("unused", "train", image_folder=str(_jpeg_folder(tmp_path)), host_crop=True)
+  ds = sources.load_dataset("unused", "train", image_folder=str(_jpeg_folder(tmp_path)), host_crop=True)
 
   def run(threads, start_step=0, num=4):
     batches = data_lib.TrainIterator(ds, global_batch_size=8, seed=5, start_step=start_step, crop_size=32,

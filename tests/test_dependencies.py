@@ -8,7 +8,8 @@ from conftest import NetworkBlocked
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from contrastive_jax import data as data_lib
+
+from contrastive_jax import sources  # pylint: disable=g-import-not-at-top
 
 # Imported lazily somewhere on `python -m contrastive_jax.train` / `.evaluate` / `.embed`:
 # TFDS's download path (importlib_resources), its array_record sources and image decoding (PIL),
@@ -65,8 +66,8 @@ def test_tfds_cifar10_download_fails_only_at_the_network(no_network, tmp_path):
 
 
 def test_tfds_without_network_names_the_image_folder_flag(no_network, tmp_path):
-  with pytest.raises(data_lib.DatasetUnavailableError) as info:
-    data_lib.load_dataset("cifar10", "train", data_dir=str(tmp_path))
+  with pytest.raises(sources.DatasetUnavailableError) as info:
+    sources.load_dataset("cifar10", "train", data_dir=str(tmp_path))
   message = str(info.value)
   assert "NetworkBlocked" in message and "--config.data.image_folder" in message, message
   assert "ModuleNotFound" not in message

@@ -23,10 +23,10 @@ from tolerances import REASSOC_RTOL
 
 import contrastive_jax
 from contrastive_jax import cli
-from contrastive_jax import data as data_lib
 from contrastive_jax import embed as embed_lib
 from contrastive_jax import evaluate
 from contrastive_jax import models
+from contrastive_jax import sources
 from contrastive_jax import train as train_lib
 from contrastive_jax.checkpoint import Checkpointer
 
@@ -164,7 +164,7 @@ def test_embed_command_writes_embeddings_labels_and_paths(run, image_folder, tmp
   assert list(z["class_names"]) == ["class0", "class1", "class2", "class3"]
   assert [pathlib.Path(p).relative_to(image_folder / "test").as_posix() for p in z["paths"][:2]] == [
       "class0/000.jpg", "class0/001.jpg"]
-  images = data_lib._decode_files(list(z["paths"]))  # pylint: disable=protected-access
+  images = sources._decode_files(list(z["paths"]))  # pylint: disable=protected-access
   np.testing.assert_allclose(z["embeddings"], run.features(images), rtol=1e-5, atol=1e-5)
   assert int(z["step"]) == STEP
 
@@ -184,8 +184,8 @@ def test_embed_command_on_a_tfds_split_writes_indices(run, monkeypatch, tmp_path
 
   def fake_load(name, split, **kwargs):
     asked.append((name, split))
-    return data_lib.ArrayDataset(images, labels, 10, f"tfds:{name}/{split}")
-  monkeypatch.setattr(data_lib, "load_dataset", fake_load)
+    return sources.ArrayDataset(images, labels, 10, f"tfds:{name}/{split}")
+  monkeypatch.setattr(sources, "load_dataset", fake_load)
   out = tmp_path / "tfds.npz"
   assert embed_lib.main(["--workdir", str(run.workdir), "--tfds", "cifar10:test[:6]", "--out", str(out)]) == 0
   assert asked == [("cifar10", "test[:6]")]

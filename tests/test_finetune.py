@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from contrastive_jax import cli
-from contrastive_jax import data as data_lib
 from contrastive_jax import evaluate
 from contrastive_jax import finetune
+from contrastive_jax import sources
 
 CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "experiments" / "cifar10_simclr.py") + ":test"
 NUM_CLASSES = 4
@@ -19,7 +19,7 @@ def _config(**overrides):
   return cli.load_config(CONFIG, **overrides)
 
 
-def _stripes(n_per_class: int, seed: int) -> data_lib.ArrayDataset:
+def _stripes(n_per_class: int, seed: int) -> sources.ArrayDataset:
   """16 px images in random colours whose class is a pattern that crops and flips keep: a shape task.
 
   Smooth waves (period 8 px, so crops and resizing keep them): horizontal, vertical, both, none.
@@ -36,7 +36,7 @@ def _stripes(n_per_class: int, seed: int) -> data_lib.ArrayDataset:
       img = np.where(pattern[..., None] == 1, fg, bg) + rng.normal(0, 20, (16, 16, 3))
       images.append(np.clip(img, 0, 255).astype(np.uint8))
       labels.append(c)
-  return data_lib.ArrayDataset(np.stack(images), np.asarray(labels, np.int32), NUM_CLASSES, "stripes")
+  return sources.ArrayDataset(np.stack(images), np.asarray(labels, np.int32), NUM_CLASSES, "stripes")
 
 
 def _settings(**kw):
@@ -59,7 +59,7 @@ def test_fine_tuning_from_a_pretrained_like_init_beats_scratch():
   assert pre_hist["train_accuracy"][-1] > 0.9, pre_hist
   pretrained = {"params": pre["params"]["backbone"], "batch_stats": pre["batch_stats"]["backbone"]}
   subset_idx = finetune.label_fraction_indices(train.labels, 0.25, seed=0)
-  subset = data_lib.ArrayDataset(train.images[subset_idx], train.labels[subset_idx], NUM_CLASSES, "stripes")
+  subset = sources.ArrayDataset(train.images[subset_idx], train.labels[subset_idx], NUM_CLASSES, "stripes")
   # One epoch of 8 steps, the fine-tuning recipe (LARS, sqrt scaling) at a small batch. (Measured
   # 2026-11-30: 0.984 against 0.203.)
   recipe = _settings(epochs=1, batch_size=16, learning_rate=0.1)

@@ -14,6 +14,7 @@ from contrastive_jax import data as data_lib
 from contrastive_jax import methods as methods_lib
 from contrastive_jax import models
 from contrastive_jax import optim
+from contrastive_jax import sources
 from contrastive_jax import train as train_lib
 from contrastive_jax import views as views_lib
 
@@ -116,7 +117,7 @@ def test_a_large_view_count_outside_1_to_num_views_is_rejected():
 
 def test_small_crops_are_cut_on_the_host_for_variable_size_datasets(image_folder):
   """Host crops per resolution group: the large crops equal those of the two-view iterator."""
-  ds = data_lib.load_dataset("unused", "train", image_folder=str(image_folder), host_crop=True)
+  ds = sources.load_dataset("unused", "train", image_folder=str(image_folder), host_crop=True)
   config = _config()
   config.data.host_crop = True
   crop_views = views_lib.host_crop_views(views_lib.view_configs(config))

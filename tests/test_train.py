@@ -17,6 +17,7 @@ from contrastive_jax import methods as methods_lib
 from contrastive_jax import models
 from contrastive_jax import optim
 from contrastive_jax import parallel
+from contrastive_jax import sources
 from contrastive_jax import train as train_lib
 from contrastive_jax import views as views_lib
 from contrastive_jax import writers
@@ -290,7 +291,7 @@ def test_variable_size_images_are_cropped_on_the_host(tmp_path):
       Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg")
   config = _test_config(**{"data.image_folder": str(tmp_path / "data"), "data.host_crop": True,
                            "data.num_train_examples": 0, "num_steps": 2})
-  batches = data_lib.TrainIterator(data_lib.load_train_data(config), global_batch_size=16, seed=0, crop_size=32)
+  batches = data_lib.TrainIterator(sources.load_train_data(config), global_batch_size=16, seed=0, crop_size=32)
   batch = next(batches)
   batches.close()
   assert batch["image"].shape == (16, 2, 32, 32, 3) and batch["image"].dtype == np.uint8

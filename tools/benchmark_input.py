@@ -2,7 +2,7 @@
 
 Makes (or reuses) a folder of variable-size JPEGs at ImageNet's sizes and file
 sizes, then reads it exactly as `python -m contrastive_jax.train` does with
-`config.data.host_crop=True`: `data.load_dataset(..., image_folder=..., host_crop=True)`
+`config.data.host_crop=True`: `sources.load_dataset(..., image_folder=..., host_crop=True)`
 and `data.TrainIterator` (decode, two random resized crops per image at the
 config's size, batching, prefetch). It times `--repeats` windows of `--steps`
 batches each and reports the median window.
@@ -198,8 +198,9 @@ def measure(folder: pathlib.Path, *, config_spec: str, batch: int, steps: int, w
   import numpy as np  # pylint: disable=g-import-not-at-top
   from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
   from contrastive_jax import data  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import sources  # pylint: disable=g-import-not-at-top
   config = cli.load_config(config_spec, **{"data.image_folder": str(folder), "data.host_crop": True})
-  dataset = data.load_dataset(config.data.dataset, "train", image_folder=config.data.image_folder,
+  dataset = sources.load_dataset(config.data.dataset, "train", image_folder=config.data.image_folder,
                               host_crop=True)
   kwargs = dict(global_batch_size=batch, seed=config.seed, start_step=0, rows=data.ProcessSlice(0, batch),
                 prefetch=config.data.prefetch, crop_size=config.augment.image_size)

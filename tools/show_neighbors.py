@@ -32,18 +32,18 @@ def main() -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from contrastive_jax import cli  # pylint: disable=g-import-not-at-top
-  from contrastive_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import sources  # pylint: disable=g-import-not-at-top
   from contrastive_jax import evaluate  # pylint: disable=g-import-not-at-top
 
   config = cli.load_config(args.config)
-  train = data_lib.load_dataset("", "train", image_folder=args.data, num_examples=args.train_examples)
-  test = data_lib.load_dataset("", "test", image_folder=args.data, num_examples=args.queries * 10)
+  train = sources.load_dataset("", "train", image_folder=args.data, num_examples=args.train_examples)
+  test = sources.load_dataset("", "test", image_folder=args.data, num_examples=args.queries * 10)
   model, variables, step = evaluate.load_model(config, args.workdir, train.num_classes, train.images.shape[1])
   fn = evaluate.encoder_feature_fn(model, variables)
   train_f = evaluate.extract_features(fn, train, batch_size=500)
   rng = np.random.default_rng(0)
   q_idx = rng.choice(len(test), args.queries, replace=False)
-  sub = data_lib.ArrayDataset(test.images[q_idx], test.labels[q_idx], test.num_classes, test.name)
+  sub = sources.ArrayDataset(test.images[q_idx], test.labels[q_idx], test.num_classes, test.name)
   q_f = evaluate.extract_features(fn, sub, batch_size=max(jax.device_count(), 8))
   norm = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
   nn_idx = np.argsort(-(norm(q_f) @ norm(train_f).T), axis=1)[:, :args.k]

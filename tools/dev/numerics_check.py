@@ -347,7 +347,8 @@ def analyse(runs: dict[str, dict[str, np.ndarray]], steps: int, weight_decay: fl
 
 def _load_batches(args: argparse.Namespace, config: Any, path: str) -> None:
   from contrastive_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  ds = data_lib.load_train_data(config)
+  from contrastive_jax import sources  # pylint: disable=g-import-not-at-top
+  ds = sources.load_train_data(config)
   out = {"num_examples": len(ds), "num_classes": ds.num_classes}
   for k in range(1, args.steps + 1):
     b = ds.take(data_lib.global_batch_indices(k - 1, len(ds), config.batch_size, config.seed))
