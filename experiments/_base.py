@@ -42,16 +42,14 @@ def test_heads(config: ml_collections.ConfigDict, preset: str) -> None:
 
 
 def torch_heads(config: ml_collections.ConfigDict) -> None:
-  """solo-learn builds its heads from nn.Linear: PyTorch's default init for the head and the predictor."""
+  """solo-learn builds its heads from nn.Linear: PyTorch's default init."""
   config.model.head.dense_init = "torch"
-  if config.model.predictor.num_layers:
-    config.model.predictor.dense_init = "torch"
 
 
 def predictor(num_layers: int, hidden_dim: int, last_bias: bool = True) -> ml_collections.ConfigDict:
-  """The online predictor of BYOL and MoCo v3: Linear - BN - ReLU - Linear (no BN on the output)."""
+  """solo-learn's online predictor (BYOL, MoCo v3): Linear - BN - ReLU - Linear, nn.Linear's init."""
   return ml_collections.ConfigDict({"num_layers": num_layers, "hidden_dim": hidden_dim, "hidden_bn": True,
-                                    "last_bn": False, "last_bias": last_bias, "dense_init": "simclr"})
+                                    "last_bn": False, "last_bias": last_bias, "dense_init": "torch"})
 
 
 def target(base: float, final: float) -> ml_collections.ConfigDict:

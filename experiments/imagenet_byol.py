@@ -37,10 +37,12 @@ def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
   config.model.head.hidden_dim = 4096
   config.model.proj_dim = 256
   config.model.head.last_bn = False
-  config.model.predictor = ml_collections.ConfigDict({"num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": True, "dense_init": "simclr"})
+  config.model.predictor = ml_collections.ConfigDict({  # Linear - BN - ReLU - Linear
+      "num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": True,
+      "dense_init": "torch"})
   # BYOL\'s Haiku heads: truncated-normal kernels of std 1/sqrt(fan_in), zero biases; of the two
   # inits offered, "torch" (U(+-1/sqrt(fan_in))) is the nearer.
-  config.model.head.dense_init = config.model.predictor.dense_init = "torch"
+  config.model.head.dense_init = "torch"
   config.augment.jitter = (0.4, 0.4, 0.2, 0.1)
   config.augment.multiplicative_brightness = True
   config.augment.blur_p = 1.0

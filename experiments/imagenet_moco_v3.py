@@ -48,9 +48,11 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.model.head.hidden_dim = 4096
   config.model.proj_dim = 256
   config.model.head.last_bn_scale = False
-  config.model.predictor = ml_collections.ConfigDict({"num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": False, "dense_init": "simclr"})
+  config.model.predictor = ml_collections.ConfigDict({  # Linear - BN - ReLU - Linear
+      "num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": False,
+      "dense_init": "torch"})
   # the official code is PyTorch: nn.Linear default init
-  config.model.head.dense_init = config.model.predictor.dense_init = "torch"
+  config.model.head.dense_init = "torch"
   _byol_views(config)
   config.augment.crop_area_range = (0.2, 1.0)
   if preset in ("", "100ep"):

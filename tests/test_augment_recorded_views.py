@@ -3,7 +3,7 @@
 `tests/data/augment_views_recorded.npz` holds, for fixed keys on fixed uint8 inputs, the outputs of
 every path (presets, crop paths, chunk loops, per-op functions, tf.data host crops), recorded on
 an AVX2 CPU with the single-module augment.py (e26fe07). It is a sample of that commit's 500 KB
-recording, taken by `_sample` below:
+recording, taken by `_sample` below (its key simclr_augment_one then renamed augment_image, as the function):
   git show e26fe07:tests/data/augment_before_split.npz > /tmp/full.npz
   PYTHONPATH=. python tests/test_augment_recorded_views.py /tmp/full.npz
 

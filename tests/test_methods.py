@@ -20,8 +20,6 @@ from contrastive_jax import cli
 from contrastive_jax import data as data_lib
 from contrastive_jax import evaluate
 from contrastive_jax import methods as methods_lib
-from contrastive_jax import models
-from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import train as train_lib
 from contrastive_jax import views as views_lib
@@ -90,20 +88,16 @@ def test_step_8_devices_equals_1_device(method_name):
 
 def _check_step_8_devices_equals_1_device(method_name):
   config = _config(method_name, batch_size=16, **{"model.dtype": "float64"})
-  model = models.create_model(config, num_classes=4)
-  tx, schedule = optim.create_optimizer(config, num_examples=64)
-  method = methods_lib.create(config, total_steps=4, axis_name=parallel.DATA_AXIS)
-  state0 = train_lib.init_state(model, tx, jax.random.key(1, impl="rbg"), (32, 32, 3), method=method)
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
            "label": np.where(np.arange(16) % 5 == 4, -1, np.arange(16) % 4).astype(np.int32),
            "index": np.arange(16, dtype=np.int32)}
-  step = train_lib.make_train_step(model, tx, schedule, views_lib.view_configs(config), method=method)
   results = []
   for devices in (jax.devices()[:8], jax.devices()[:1]):
     mesh = parallel.make_data_mesh(devices)
-    fn = train_lib.distribute(step, mesh, donate=False)
-    state = jax.device_put(state0, parallel.replicated_sharding(mesh))
+    built = train_lib.build_step(config, mesh, num_examples=64, num_classes=4, donate=False)
+    fn, method = built.step, built.method
+    state0 = state = built.init(train_lib.init_key(1))
     results.append(fn(state, jax.device_put(batch, parallel.data_sharding(mesh)), jax.random.key(7)))
   (s8, m8), (s1, m1) = results
   np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)

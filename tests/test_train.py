@@ -13,9 +13,6 @@ from PIL import Image
 
 from contrastive_jax import cli
 from contrastive_jax import data as data_lib
-from contrastive_jax import methods as methods_lib
-from contrastive_jax import models
-from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import sources
 from contrastive_jax import train as train_lib
@@ -44,22 +41,16 @@ def test_train_step_8_devices_equals_1_device():
   """
   assert jax.device_count() >= 8
   config = _test_config(batch_size=16)
-  model = models.create_model(config, num_classes=4)
-  tx, schedule = optim.create_optimizer(config, num_examples=64)
-  aug = views_lib.augment_config(config)
-  state0 = train_lib.init_state(model, tx, jax.random.key(1), (32, 32, 3))
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
            "label": rng.integers(0, 4, (16,), dtype=np.int32), "index": np.arange(16, dtype=np.int32)}
   key = jax.random.key(7)
-  method = methods_lib.create(config, total_steps=4, axis_name=parallel.DATA_AXIS)
-  step = train_lib.make_train_step(model, tx, schedule, (aug, aug), method)
   results = []
   for devices in (jax.devices()[:8], jax.devices()[:1]):
     mesh = parallel.make_data_mesh(devices)
-    fn = train_lib.distribute(step, mesh, donate=False)
-    state = jax.device_put(state0, parallel.replicated_sharding(mesh))
-    results.append(fn(state, jax.device_put(batch, parallel.data_sharding(mesh)), key))
+    built = train_lib.build_step(config, mesh, num_examples=64, num_classes=4, donate=False)
+    state0 = built.init(train_lib.init_key(1))
+    results.append(built.step(state0, jax.device_put(batch, parallel.data_sharding(mesh)), key))
   (s8, m8), (s1, m1) = results
   np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
   np.testing.assert_allclose(m8["probe_loss"], m1["probe_loss"], rtol=1e-5)
