@@ -227,10 +227,6 @@ class Step:
   init: Callable[[jax.Array], TrainState]  # init key (`init_key(seed)`) -> replicated state
   step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]  # jit(shard_map(train_step))
 
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return (self.augs[0].image_size, self.augs[0].image_size, 3)
-
 
 def build_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, num_examples: int,
                num_classes: int, donate: bool = True) -> Step:
