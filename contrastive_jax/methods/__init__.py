@@ -17,6 +17,7 @@ from contrastive_jax import views as views_lib
 from contrastive_jax.augment import ViewAugment
 from contrastive_jax.methods import byol, moco, simclr, supcon
 from contrastive_jax.methods.common import TARGET, Method, cosine_momentum, ema
+from contrastive_jax.models.heads import ProjectionHead
 
 METHODS = ("simclr", "supcon", "moco_v2", "moco_v3", "byol")
 
@@ -52,8 +53,9 @@ def create(config: Any, *, total_steps: int, axis_name: str | None,
     return moco.make_v2(temperature=config.temperature, queue_size=config.moco.queue_size,
                         global_batch=config.batch_size, proj_dim=config.model.proj_dim,
                         symmetric=config.moco.symmetric, chunk_size=chunk, axis_name=axis_name, **target)
+  # The model's rule (ContrastiveModel.has_predictor): a group without num_layers has ProjectionHead's.
   predictor = config.model.get("predictor") or {}
-  predictor_layers = predictor.get("num_layers", 0)
+  predictor_layers = predictor.get("num_layers", ProjectionHead.num_layers) if predictor else 0
   if predictor_layers < 1:
     raise ValueError(f"{name} needs a predictor: set config.model.predictor.num_layers (2 in the paper).")
   if name == "moco_v3":
