@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 def define_flags() -> None:
@@ -88,3 +88,48 @@ def load_config(spec: str, **overrides: Any):
       raise KeyError(f"config {spec!r} has no field {key!r}.")
     node[leaf] = value
   return config
+
+
+def split_config_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
+  """Reads `--config path.py[:preset]` and `--config.field=value` out of `argv`.
+
+  Tools parse their own options with argparse; the config arguments go through ml_collections'
+  own parser, so their syntax and type checks are those of `python -m contrastive_jax.train`.
+  Returns the (locked) config and the remaining arguments. Raises ValueError if `--config` is absent or an override names no field or has the wrong type.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_args, rest = [], []
+  tokens = iter(argv)
+  for token in tokens:
+    name = token.split("=", 1)[0]
+    if token == "--config":
+      config_args.append(f"--config={next(tokens, '')}")
+    elif name == "--config" or name.startswith("--config."):
+      if "=" not in token:
+        raise ValueError(f"{token}: write a config override as {token}=VALUE.")
+      config_args.append(token)
+    else:
+      rest.append(token)
+  if not any(a.startswith("--config=") for a in config_args):
+    raise ValueError("--config is required: a config file, path.py or path.py:preset "
+                     "(for example --config experiments/cifar10_simclr.py:cpu).")
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file, path.py or path.py:preset.", flag_values=flag_values, lock_config=True,
+      sys_argv=["tool", *config_args])
+  try:
+    flag_values(["tool", *config_args])
+  except (flags.Error, AttributeError, KeyError) as e:  # unknown field, or a value of the wrong type
+    raise ValueError(f"bad config argument among {config_args}: {e}") from None
+  return flag_values.config, rest
+
+
+def bool_arg(text: str) -> bool:
+  """argparse type for `--flag=true|false` (absl's spelling, as recorded commands use it)."""
+  value = text.strip().lower()
+  if value in ("1", "true", "yes"):
+    return True
+  if value in ("0", "false", "no"):
+    return False
+  raise ValueError(f"expected true or false, got {text!r}")

@@ -49,6 +49,7 @@ def _accuracy(ft, variables, test) -> float:
   return float(np.mean(np.argmax(np.asarray(logits), -1) == test.labels))
 
 
+@pytest.mark.slow  # three fine-tuning runs end to end
 def test_fine_tuning_from_a_pretrained_like_init_beats_scratch():
   """'Pretrain' the backbone supervised on all labels, then fine-tune both inits on 25% of them."""
   config = _config()

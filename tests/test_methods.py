@@ -1,8 +1,8 @@
 """Every method on the one training core: exact across device counts, exact across a SIGTERM and resume.
 
-SimCLR's own versions of these contracts are in tests/test_train.py (the step) and
-tests/test_checkpoint_kill.py / test_train.py (resume); here the other methods, whose
-state (EMA targets, MoCo's queue) must come out the same too.
+One parametrised test per contract runs every method (with its state: EMA targets, MoCo's queue).
+SimCLR's float32 floor across device counts is tests/test_numerics.py; its resume, preemption and
+multi-process runs through the command line are tests/test_train.py and tests/test_checkpoint_kill.py.
 """
 
 import os
@@ -31,8 +31,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NEW_METHODS = ("supcon", "moco_v2", "moco_v3", "byol")
 # Each method, and MoCo v3 with a ViT encoder (its `vit_test` preset).
 CASES = NEW_METHODS + ("moco_v3_vit",)
-# The step test also runs multi-crop (2 x 32 px + small 16 px crops): SimCLR's and BYOL's.
-STEP_CASES = CASES + ("simclr_multicrop", "byol_multicrop")
+# The step test also runs SimCLR and multi-crop (2 x 32 px + small 16 px crops): SimCLR's and BYOL's.
+STEP_CASES = ("simclr",) + CASES + ("simclr_multicrop", "byol_multicrop")
 
 
 def _config(name: str, **overrides):
@@ -75,7 +75,11 @@ def test_every_method_has_a_config_and_a_method():
 @pytest.mark.slow
 @pytest.mark.parametrize("method_name", STEP_CASES)
 def test_step_8_devices_equals_1_device(method_name):
-  """One step on 8 devices with b images each == 1 device with 8b: loss, params, BN, EMA target and queue.
+  """One step on 8 devices with b images each == 1 device with 8b: loss, probe, params, BN, EMA target and queue.
+
+With the test presets' XLA convolutions; that the Winograd convolutions (conv_impl="auto" on
+CPUs) give the global kernel gradient under shard_map is
+tests/test_conv_impl.py::test_winograd_kernel_gradient_is_summed_over_devices_under_shard_map.
 
   Labels repeat across devices, so SupCon's positives sit on other devices (solo-learn #206).
   In float64: in float32 the rounding of 8 partial sums instead of 1 flips the odd ReLU, and
@@ -102,7 +106,12 @@ def _check_step_8_devices_equals_1_device(method_name):
   (s8, m8), (s1, m1) = results
   np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
   assert np.isfinite(float(m1["loss"])) and float(m1["loss"]) != 0.0
+  assert config.model.online_probe
+  np.testing.assert_allclose(m8["probe_loss"], m1["probe_loss"], rtol=1e-5)
+  assert int(s8.step) == int(s1.step) == 1
   _close(s8.params, s1.params, 1e-4, "params")
+  # The step moved the parameters (the comparison above is not of two untouched copies).
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state0.params)))
   _close(s8.batch_stats, s1.batch_stats, 1e-4, "batch_stats")
   if method.update is not None:
     _close(s8.method_state, s1.method_state, 1e-4, "method_state")

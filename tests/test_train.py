@@ -1,7 +1,11 @@
-"""The training system: the distributed step contract, resume, preemption, NaN, multi-process, CLI errors."""
+"""The training system: views across meshes, resume, preemption, NaN, multi-process, CLI errors.
+
+The step on 8 devices against 1, for every method, is tests/test_methods.py.
+"""
 
 import pathlib
 import re
+import shutil
 import signal
 import time
 
@@ -13,7 +17,6 @@ from PIL import Image
 
 from contrastive_jax import cli
 from contrastive_jax import data as data_lib
-from contrastive_jax import parallel
 from contrastive_jax import sources
 from contrastive_jax import train as train_lib
 from contrastive_jax import views as views_lib
@@ -30,37 +33,6 @@ def _test_config(**overrides):
 
 
 # ----------------------------------------------------------------------------- the step contract
-
-
-def test_train_step_8_devices_equals_1_device():
-  """One step on 8 devices with batch b each == the same step on 1 device with batch 8b.
-
-  With the test preset's XLA convolutions; that the Winograd convolutions (conv_impl="auto"
-  on CPUs) give the global kernel gradient under shard_map is
-  tests/test_conv_impl.py::test_winograd_kernel_gradient_is_summed_over_devices_under_shard_map.
-  """
-  assert jax.device_count() >= 8
-  config = _test_config(batch_size=16)
-  rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
-           "label": rng.integers(0, 4, (16,), dtype=np.int32), "index": np.arange(16, dtype=np.int32)}
-  key = jax.random.key(7)
-  results = []
-  for devices in (jax.devices()[:8], jax.devices()[:1]):
-    mesh = parallel.make_data_mesh(devices)
-    built = train_lib.build_step(config, mesh, num_examples=64, num_classes=4, donate=False)
-    state0 = built.init(train_lib.init_key(1))
-    results.append(built.step(state0, jax.device_put(batch, parallel.data_sharding(mesh)), key))
-  (s8, m8), (s1, m1) = results
-  np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
-  np.testing.assert_allclose(m8["probe_loss"], m1["probe_loss"], rtol=1e-5)
-  assert int(s8.step) == int(s1.step) == 1
-  for tree8, tree1 in ((s8.params, s1.params), (s8.batch_stats, s1.batch_stats)):
-    for a, b in zip(jax.tree.leaves(tree8), jax.tree.leaves(tree1)):
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-  # The step moved the parameters (the comparison above is not of two untouched copies).
-  moved = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state0.params))]
-  assert max(moved) > 0
 
 
 def test_augmentation_keys_do_not_depend_on_device_count():
@@ -80,57 +52,45 @@ def test_augmentation_keys_do_not_depend_on_device_count():
 
 
 @pytest.mark.slow
-def test_resume_gives_the_same_losses(image_folder, tmp_path):
-  """6 steps straight == 3 steps, then a resume from the step-3 checkpoint to 6."""
-  config = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 3, "data.image_folder": str(image_folder)})
+def test_a_run_keeps_its_last_checkpoints_resumes_exactly_and_stops_at_a_nan(image_folder, tmp_path):
+  """One straight 6-step run (a checkpoint every step, the last 4 kept) is the reference for three contracts.
+
+  - Its files: config.json, TensorBoard events, metrics rows with every key; checkpoints 3-6 only.
+  - A resume from step 3, as if the run died right after saving it: steps 4-6 equal the straight run's.
+  - A NaN learning rate from there on: the run stops at step 7 naming the last good checkpoint, 6,
+    and leaves the checkpoints as they were.
+  """
+  overrides = {"num_steps": 6, "checkpoint_every_steps": 1, "keep_checkpoints": 4,
+               "data.image_folder": str(image_folder)}
+  config = _test_config(**overrides)
   straight = tmp_path / "straight"
   train_lib.train_and_evaluate(config, str(straight))
-  want = {m["step"]: m["loss"] for m in writers.read_metrics(straight)}
+  assert Checkpointer(str(straight / "checkpoints"), read_only=True).all_steps() == [3, 4, 5, 6]
+  assert (straight / "config.json").exists()
+  assert any(p.name.startswith("events") for p in (straight / "tensorboard").iterdir())
+  rows = writers.read_metrics(straight)
+  for key in ("step", "loss", "contrastive_acc", "learning_rate", "steps_per_sec", "probe_acc"):
+    assert key in rows[-1], key
+  want = {m["step"]: m["loss"] for m in rows}
   assert sorted(want) == [1, 2, 3, 4, 5, 6]
 
   resumed = tmp_path / "resumed"
-  train_lib.train_and_evaluate(config, str(resumed))
-  # Make it as if the first run died right after saving step 3.
-  ckpt_dir = resumed / "checkpoints"
-  for step_dir in ckpt_dir.iterdir():
-    if step_dir.name == "6":
-      import shutil  # pylint: disable=g-import-not-at-top
-      shutil.rmtree(step_dir)
+  shutil.copytree(straight, resumed)
+  for step in (4, 5, 6):
+    shutil.rmtree(resumed / "checkpoints" / str(step))
   (resumed / "metrics.jsonl").write_text("")
   summary = train_lib.train_and_evaluate(config, str(resumed))
   got = {m["step"]: m["loss"] for m in writers.read_metrics(resumed)}
-  assert sorted(got) == [4, 5, 6]
-  for s in (4, 5, 6):
-    np.testing.assert_allclose(got[s], want[s], rtol=1e-5)
-  assert summary["last_step"] == 6
-  assert Checkpointer(str(ckpt_dir), read_only=True).latest_step() == 6
+  assert sorted(got) == [4, 5, 6] and summary["last_step"] == 6
+  # The same program on the same machine and inputs: the same float32 arithmetic, to the bit.
+  assert got == {s: want[s] for s in got}
+  assert Checkpointer(str(resumed / "checkpoints"), read_only=True).latest_step() == 6
 
-
-@pytest.mark.slow
-def test_checkpoints_keep_last_k(image_folder, tmp_path):
-  config = _test_config(**{"num_steps": 5, "checkpoint_every_steps": 1, "keep_checkpoints": 2,
-                           "data.image_folder": str(image_folder)})
-  train_lib.train_and_evaluate(config, str(tmp_path))
-  assert Checkpointer(str(tmp_path / "checkpoints"), read_only=True).all_steps() == [4, 5]
-  assert (tmp_path / "config.json").exists()
-  assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
-  rows = writers.read_metrics(tmp_path)
-  for key in ("step", "loss", "contrastive_acc", "learning_rate", "steps_per_sec", "probe_acc"):
-    assert key in rows[-1], key
-
-
-@pytest.mark.slow
-def test_nan_loss_stops_without_overwriting_the_last_good_checkpoint(image_folder, tmp_path):
-  config = _test_config(**{"num_steps": 2, "checkpoint_every_steps": 1, "data.image_folder": str(image_folder)})
-  train_lib.train_and_evaluate(config, str(tmp_path))
-  good = Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
-  assert good.latest_step() == 2
-  before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-  bad = _test_config(**{"num_steps": 6, "checkpoint_every_steps": 1, "learning_rate": float("nan"),
-                        "allow_schedule_change": True, "data.image_folder": str(image_folder)})
-  with pytest.raises(train_lib.NonFiniteLossError, match=r"not finite at step 3.*last good checkpoint is step 2"):
-    train_lib.train_and_evaluate(bad, str(tmp_path))
-  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+  before = sorted(p.name for p in (straight / "checkpoints").iterdir())
+  bad = _test_config(**{**overrides, "num_steps": 8, "learning_rate": float("nan"), "allow_schedule_change": True})
+  with pytest.raises(train_lib.NonFiniteLossError, match=r"not finite at step 7.*last good checkpoint is step 6"):
+    train_lib.train_and_evaluate(bad, str(straight))
+  assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == before
 
 
 @pytest.mark.slow

@@ -40,60 +40,67 @@ import time
 from typing import Any
 
 
-import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys.path)
-import timing  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import argparse
+import sys
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (ml_collections), path.py or path.py:preset; override with --config.x=y.",
-    lock_config=True)
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
-_DEVICES = flags.DEFINE_integer(
-    "devices", 0, "Devices to use (0: all). On CPU, N > 1 splits the host into N XLA devices "
-    "(--xla_force_host_platform_device_count, set before JAX initialises).")
-_CONV_IMPL = flags.DEFINE_string(
-    "conv_impl", "", "ResNet convolution lowering: xla, im2col, winograd or auto ('' = config.model.encoder.conv_impl if the "
-    "config has it, else the model default).")
-_DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step (as training does).")
-_BN_FAST_VARIANCE = flags.DEFINE_bool(
-    "bn_fast_variance", False, "BN batch variance as E[x^2] - E[x]^2 (one pass, one all-reduce per synchronised "
-    "BN; the models' behaviour before issue 17) instead of E[(x - E[x])^2] (docs/performance.md, Numerics).")
-_PREEMPT_INPUT = flags.DEFINE_bool(
-    "preempt_input", True, "Feed the per-process SIGTERM flag into the step as the train loop does "
-    "(batch['preempt'], reduced with the metrics); False: the step without it.")
-_XLA_FLAGS = flags.DEFINE_string("xla_flags", "", "Extra XLA_FLAGS, appended before JAX initialises.")
-_PEAK_SIZE = flags.DEFINE_integer("peak_size", 0, "Matmul size n for the peak (n x n @ n x n); 0: 4096 on CPU, "
-                                  "8192 elsewhere.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "Online-probe classes (0: from config.data.dataset).")
-_FLOPS_ONLY = flags.DEFINE_bool(
-    "flops_only", False, "Print the model FLOPs per step (XLA's cost analysis of the lowered XLA-convolution "
-    "step) as JSON and exit, without compiling or running: on a CPU, the count to pass as --model_flops_per_step "
-    "on a GPU, whose cost analysis leaves out cuDNN and cuBLAS calls (docs/performance.md).")
-_MODEL_FLOPS = flags.DEFINE_float(
-    "model_flops_per_step", 0.0, "Model FLOPs per step for the MFU (0: XLA's cost analysis here). Count them with "
-    "--flops_only on a CPU for the same config.")
-_JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON result to this file.")
-_TRACE_DIR = flags.DEFINE_string(
-    "trace_dir", "", "Also record a jax.profiler trace of the timed steps here (TensorBoard/Perfetto; "
-    "tools/profile_ops.py sums it per op). The profiler's overhead is then part of the timed steps.")
-_HUGEPAGES = flags.DEFINE_bool(
-    "hugepages", True, "On Linux, re-run this process with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 so that "
-    "glibc backs large allocations (XLA:CPU's per-step temporaries) with transparent huge pages; with 4 KiB "
-    "pages every step page-faults its fresh temporaries in again.")
+import hugepages  # tools/ is this script's directory, hence on sys.path
+import timing
+from contrastive_jax import cli
+
+
+def parse_args(argv: list[str]) -> tuple[Any, argparse.Namespace]:
+  """The config (`--config path.py[:preset]`, `--config.x=y`) and this tool's own options."""
+  try:
+    config, rest = cli.split_config_args(argv)
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--steps", type=int, default=10, help="Timed steps.")
+  ap.add_argument("--warmup", type=int, default=1, help="Untimed steps after compilation.")
+  ap.add_argument("--devices", type=int, default=0, help="Devices to use (0: all). On CPU, N > 1 splits the host into "
+                  "N XLA devices (--xla_force_host_platform_device_count, set before JAX initialises).")
+  ap.add_argument("--conv_impl", default="", help="ResNet convolution lowering: xla, im2col, winograd or auto "
+                  "('' = config.model.encoder.conv_impl if the config has it, else the model default).")
+  ap.add_argument("--donate", type=cli.bool_arg, nargs="?", const=True, default=True,
+                  help="Donate the train state to the step (as training does).")
+  ap.add_argument("--bn_fast_variance", type=cli.bool_arg, nargs="?", const=True, default=False,
+                  help="BN batch variance as E[x^2] - E[x]^2 (one pass, one all-reduce per synchronised BN; the "
+                  "models' behaviour before issue 17) instead of E[(x - E[x])^2] (docs/performance.md, Numerics).")
+  ap.add_argument("--preempt_input", type=cli.bool_arg, nargs="?", const=True, default=True,
+                  help="Feed the per-process SIGTERM flag into the step as the train loop does (batch['preempt'], "
+                  "reduced with the metrics); false: the step without it.")
+  ap.add_argument("--xla_flags", default="", help="Extra XLA_FLAGS, appended before JAX initialises.")
+  ap.add_argument("--peak_size", type=int, default=0,
+                  help="Matmul size n for the peak (n x n @ n x n); 0: 4096 on CPU, 8192 elsewhere.")
+  ap.add_argument("--num_classes", type=int, default=0, help="Online-probe classes (0: from config.data.dataset).")
+  ap.add_argument("--flops_only", type=cli.bool_arg, nargs="?", const=True, default=False,
+                  help="Print the model FLOPs per step (XLA's cost analysis of the lowered XLA-convolution step) as "
+                  "JSON and exit, without compiling or running: on a CPU, the count to pass as "
+                  "--model_flops_per_step on a GPU, whose cost analysis leaves out cuDNN and cuBLAS calls "
+                  "(docs/performance.md).")
+  ap.add_argument("--model_flops_per_step", type=float, default=0.0, help="Model FLOPs per step for the MFU "
+                  "(0: XLA's cost analysis here). Count them with --flops_only on a CPU for the same config.")
+  ap.add_argument("--json_out", default="", help="Also write the JSON result to this file.")
+  ap.add_argument("--trace_dir", default="", help="Also record a jax.profiler trace of the timed steps here "
+                  "(TensorBoard/Perfetto; tools/profile_ops.py sums it per op). The profiler's overhead is then "
+                  "part of the timed steps.")
+  ap.add_argument("--hugepages", type=cli.bool_arg, nargs="?", const=True, default=True,
+                  help="On Linux, re-run this process with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 so that glibc "
+                  "backs large allocations (XLA:CPU's per-step temporaries) with transparent huge pages; with "
+                  "4 KiB pages every step page-faults its fresh temporaries in again.")
+  return config, ap.parse_args(rest)
+
 
 _DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet2012": 1000, "imagenette": 10}
 
 
-def _setup_env() -> None:
+def _setup_env(args: argparse.Namespace) -> None:
   """XLA flags must be in the environment before the backend starts."""
   extra = []
-  if _DEVICES.value > 1:
-    extra.append(f"--xla_force_host_platform_device_count={_DEVICES.value}")
-  if _XLA_FLAGS.value:
-    extra.append(_XLA_FLAGS.value)
+  if args.devices > 1:
+    extra.append(f"--xla_force_host_platform_device_count={args.devices}")
+  if args.xla_flags:
+    extra.append(args.xla_flags)
   if extra:
     os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -142,17 +149,18 @@ def collective_ops(hlo_text: str) -> dict[str, int]:
   return {k: kinds.count(k) for k in sorted(set(kinds))}
 
 
-def _synthetic_batch(config: Any, batch: int, image_size: int, num_classes: int) -> dict[str, Any]:
+def _synthetic_batch(config: Any, batch: int, image_size: int, num_classes: int,
+                     preempt_input: bool) -> dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   shape = (batch, 2, image_size, image_size, 3) if config.data.host_crop else (batch, image_size, image_size, 3)
   return {"image": rng.integers(0, 256, shape, dtype=np.uint8),
           "label": rng.integers(0, num_classes, (batch,), dtype=np.int32),
           "index": np.arange(batch, dtype=np.int32),
-          **({"preempt": np.zeros((batch,), np.int32)} if _PREEMPT_INPUT.value else {})}
+          **({"preempt": np.zeros((batch,), np.int32)} if preempt_input else {})}
 
 
-def run(config: Any) -> dict[str, Any]:
+def run(config: Any, args: argparse.Namespace) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
@@ -163,34 +171,34 @@ def run(config: Any) -> dict[str, Any]:
   from contrastive_jax.models import vit as vit_lib  # pylint: disable=g-import-not-at-top
 
   devices = jax.devices()
-  if _DEVICES.value:
-    if _DEVICES.value > len(devices):
-      raise ValueError(f"--devices={_DEVICES.value} but only {len(devices)} devices: {devices}")
-    devices = devices[:_DEVICES.value]
+  if args.devices:
+    if args.devices > len(devices):
+      raise ValueError(f"--devices={args.devices} but only {len(devices)} devices: {devices}")
+    devices = devices[:args.devices]
   mesh = parallel.make_data_mesh(devices)
   parallel.check_batch_divisible(config.batch_size, mesh.size)
   backend = devices[0].platform
-  num_classes = _NUM_CLASSES.value or _DATASET_CLASSES.get(config.data.dataset, 10)
+  num_classes = args.num_classes or _DATASET_CLASSES.get(config.data.dataset, 10)
 
-  if _CONV_IMPL.value:
-    config.model.encoder.conv_impl = _CONV_IMPL.value
-  config.model.bn_fast_variance = _BN_FAST_VARIANCE.value
+  if args.conv_impl:
+    config.model.encoder.conv_impl = args.conv_impl
+  config.model.bn_fast_variance = args.bn_fast_variance
   # Only the schedule depends on the dataset size; use a CIFAR-sized epoch.
   num_examples = max(config.data.num_train_examples, 50_000)
-  built = train.build_step(config, mesh, num_examples=num_examples, num_classes=num_classes, donate=_DONATE.value)
+  built = train.build_step(config, mesh, num_examples=num_examples, num_classes=num_classes, donate=args.donate)
   augs = built.augs
   aug = augs[0]
   state = built.init(train.init_key(config.seed))
   batch = parallel.host_local_to_global(
-      _synthetic_batch(config, config.batch_size, aug.image_size, num_classes), mesh)
+      _synthetic_batch(config, config.batch_size, aug.image_size, num_classes, args.preempt_input), mesh)
   key = jax.random.key(config.seed)
 
   def xla_step():  # the model FLOPs: the XLA-convolution program (conv_impl changes no parameter)
     xla = config.copy_and_resolve_references()
     xla.model.encoder.conv_impl = "xla"
-    return train.build_step(xla, mesh, num_examples=num_examples, num_classes=num_classes, donate=_DONATE.value).step
+    return train.build_step(xla, mesh, num_examples=num_examples, num_classes=num_classes, donate=args.donate).step
 
-  if _FLOPS_ONLY.value:
+  if args.flops_only:
     flops = _cost_flops(xla_step().lower(state, batch, key))
     return {"flops_per_step": flops * len(devices) if flops is not None else None, "batch_size": config.batch_size,
             "image_size": aug.image_size, "dtype": str(config.model.dtype), "backend": backend,
@@ -203,31 +211,31 @@ def run(config: Any) -> dict[str, Any]:
   # Model FLOPs from the XLA-convolution program (lowered only; conv_impl changes no parameter).
   flops_per_device = _cost_flops(xla_step().lower(state, batch, key))
 
-  for _ in range(_WARMUP.value):
+  for _ in range(args.warmup):
     state, metrics = compiled(state, batch, key)
   jax.block_until_ready(state)
   times = []
-  if _TRACE_DIR.value:
-    jax.profiler.start_trace(_TRACE_DIR.value, create_perfetto_trace=True)
-  for _ in range(_STEPS.value):
+  if args.trace_dir:
+    jax.profiler.start_trace(args.trace_dir, create_perfetto_trace=True)
+  for _ in range(args.steps):
     t0 = time.perf_counter()
     state, metrics = compiled(state, batch, key)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
-  if _TRACE_DIR.value:
+  if args.trace_dir:
     jax.profiler.stop_trace()
   loss = float(metrics["loss"])
   median = statistics.median(times)
   mem, mem_source = _memory_bytes(compiled, devices)
 
   dtype = jnp.dtype(config.model.dtype)
-  n = _PEAK_SIZE.value or (4096 if backend == "cpu" else 8192)
+  n = args.peak_size or (4096 if backend == "cpu" else 8192)
   peak_one = peak_matmul_flops(devices[0], dtype, n)
   # CPU "devices" are slices of one host sharing its cores: the host's peak is the peak.
   peak = peak_one if backend == "cpu" else peak_one * len(devices)
   flops = flops_per_device * len(devices) if flops_per_device is not None else None
-  if _MODEL_FLOPS.value:
-    flops = _MODEL_FLOPS.value
+  if args.model_flops_per_step:
+    flops = args.model_flops_per_step
   executed = executed_flops_per_device * len(devices) if executed_flops_per_device is not None else None
   achieved = flops / median if flops is not None else None
   encoder_args = config.model.encoder.to_dict()
@@ -250,8 +258,8 @@ def run(config: Any) -> dict[str, Any]:
       "step_time_s_min": min(times),
       "compile_s": compile_s,
       "collective_ops": collectives,
-      "steps": _STEPS.value,
-      "warmup": _WARMUP.value,
+      "steps": args.steps,
+      "warmup": args.warmup,
       "loss": loss,
       # Keys of the other architecture are null.
       "arch": arch,
@@ -275,9 +283,9 @@ def run(config: Any) -> dict[str, Any]:
       "backend": backend,
       "device_kind": devices[0].device_kind,
       "peak_matmul_n": n,
-      "donate": _DONATE.value,
-      "bn_fast_variance": _BN_FAST_VARIANCE.value,
-      "preempt_input": _PREEMPT_INPUT.value,
+      "donate": args.donate,
+      "bn_fast_variance": args.bn_fast_variance,
+      "preempt_input": args.preempt_input,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
       "jax_version": jax.__version__,
@@ -297,13 +305,12 @@ def _si(x: float | None, unit: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-  del argv
-  if _HUGEPAGES.value:
+  config, args = parse_args(argv)
+  if args.hugepages:
     hugepages.reexec_with_hugepages()
-  _setup_env()
-  config = _CONFIG.value
-  r = run(config)
-  if _FLOPS_ONLY.value:
+  _setup_env(args)
+  r = run(config, args)
+  if args.flops_only:
     print(json.dumps(r), flush=True)
     return
   print(f"{r['backend']} x{r['devices']} ({r['device_kind']}), jax {r['jax_version']}, "
@@ -326,12 +333,11 @@ def main(argv: list[str]) -> None:
   print(f"peak memory {'n/a' if mem is None else f'{mem / 2**30:.2f} GiB'} ({r['peak_memory_source']})",
         flush=True)
   line = json.dumps(r)
-  if _JSON_OUT.value:
-    with open(_JSON_OUT.value, "w", encoding="utf-8") as f:
+  if args.json_out:
+    with open(args.json_out, "w", encoding="utf-8") as f:
       f.write(line + "\n")
   print(line, flush=True)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  main(sys.argv[1:])
