@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from contrastive_jax.sources import ArrayDataset, Dataset, EncodedDataset, _tf
+from contrastive_jax.sources import ArrayDataset, Dataset, EncodedDataset, tf_for_data
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -198,7 +198,7 @@ class TrainIterator:
     (seed, step) alone, whatever the thread count or timing.
     """
     from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
-    tf = _tf()
+    tf = tf_for_data()
     ds: EncodedDataset = self.dataset  # type: ignore[assignment]
     b = self.rows.size
 

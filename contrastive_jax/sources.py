@@ -99,7 +99,8 @@ class EncodedDataset:
 Dataset = ArrayDataset | EncodedDataset
 
 
-def _tf():
+def tf_for_data():
+  """TensorFlow imported for tf.data alone: quiet, and with no GPU or TPU taken from JAX."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # tf.data only: TensorFlow must not take the accelerators from JAX.
@@ -129,7 +130,7 @@ def _folder_examples(root: str, split: str) -> tuple[list[str], list[int], list[
 
 def _decode_files(paths: list[str]) -> np.ndarray:
   """Decode image files to one uint8 [N, H, W, 3] array; names the file that fails."""
-  tf = _tf()
+  tf = tf_for_data()
   ds = tf.data.Dataset.from_tensor_slices(paths).map(
       lambda p: tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -180,7 +181,7 @@ def _image_and_label_chunks(ds: Any) -> tuple[list[np.ndarray], list[np.ndarray]
 
 def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  _tf()
+  tf_for_data()
   try:
     ds, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=False, with_info=True,
                          shuffle_files=False)
@@ -194,7 +195,7 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
 def _load_tfds_encoded(name: str, split: str, data_dir: str | None, num_examples: int) -> EncodedDataset:
   """A TFDS split with its images left encoded (see `EncodedDataset` for the memory each format costs)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  _tf()
+  tf_for_data()
   try:
     builder = tfds.builder(name, data_dir=data_dir)
     builder.download_and_prepare()  # a no-op when the dataset is already prepared

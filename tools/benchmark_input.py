@@ -158,8 +158,8 @@ def _grain_element(k: int, *, paths: Any, num_examples: int, batch: int, seed: i
   global _CROP_FN
   if _CROP_FN is None:  # traced once per worker process (one thread each: grain_batches)
     from contrastive_jax import augment  # pylint: disable=g-import-not-at-top
-    from contrastive_jax import data  # pylint: disable=g-import-not-at-top
-    tf = data._tf()  # pylint: disable=protected-access
+    from contrastive_jax import sources  # pylint: disable=g-import-not-at-top
+    tf = sources.tf_for_data()
     # A signature, so that each new path is an input, not a constant to trace again.
     _CROP_FN = tf.function(lambda path, s: tf.stack(augment.tf_two_crops(tf.io.read_file(path), s, size=crop_size)),
                            input_signature=[tf.TensorSpec((), tf.string), tf.TensorSpec((2,), tf.int64)],
