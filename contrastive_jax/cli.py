@@ -55,7 +55,7 @@ def run(job: Callable[[Any, str], Any], expected_errors: tuple[type[BaseExceptio
 def _quiet_orbax_info() -> None:
   """Drop Orbax's INFO records (dozens per save) from the absl log; warnings and errors stay.
 
-  The rest of the INFO log stays visible: clu's ReportProgress writes the ETA line there.
+  The rest of the INFO log stays visible.
   """
   import logging  # pylint: disable=g-import-not-at-top
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import queue
 import threading
 from typing import Any, Iterator, Sequence
 
+import flax
 import numpy as np
 
 from contrastive_jax.sources import ArrayDataset, Dataset, EncodedDataset, tf_for_data
@@ -249,3 +251,126 @@ def eval_batches(dataset: ArrayDataset, batch_size: int) -> Iterator[dict[str, n
     batch = dataset.take(np.concatenate([idx, np.zeros(pad, idx.dtype)]))
     batch["mask"] = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
     yield batch
+
+
+# ----------------------------------------------------------------------------- the split on the device
+
+# `config.data.on_device="auto"` places a split on the accelerators when it takes at most this fraction
+# of one device's memory, leaving the rest to the step's activations.
+AUTO_ON_DEVICE_FRACTION = 0.25
+
+
+@flax.struct.dataclass
+class DeviceData:
+  """An in-memory split placed once on every device, with the run's whole example order.
+
+  images: uint8 [N, H, W, 3]; labels: int32 [N]; order: int32 [E, N], row e the permutation of
+  epoch e (`global_batch_indices`' order), for every epoch the run reaches. All replicated.
+  """
+  images: Any
+  labels: Any
+  order: Any
+  global_batch_size: int = flax.struct.field(pytree_node=False)
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return self.images.shape[0] // self.global_batch_size
+
+
+def device_data_bytes(dataset: ArrayDataset, global_batch_size: int, total_steps: int) -> int:
+  """Bytes `place_on_device` puts on each device: images, labels and the order table."""
+  epochs = -(-total_steps // steps_per_epoch(len(dataset), global_batch_size))
+  return dataset.images.nbytes + 4 * len(dataset) + 4 * epochs * len(dataset)
+
+
+def device_memory_bytes(device: Any) -> int | None:
+  """One device's memory: the allocator's limit on GPU/TPU, this host's RAM / its devices on a CPU."""
+  stats = device.memory_stats() if device.platform != "cpu" else None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"])
+  if device.platform == "cpu" and hasattr(os, "sysconf"):
+    import jax  # pylint: disable=g-import-not-at-top
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // max(jax.local_device_count(), 1)
+  return None
+
+
+def resolve_on_device(setting: str | bool, dataset: Dataset, nbytes: int, device: Any) -> bool:
+  """`config.data.on_device` ("auto", "true" or "false") for this split on this device.
+
+  auto: on for an in-memory split on a GPU or TPU that fits in AUTO_ON_DEVICE_FRACTION of its
+  memory; off on CPUs, where the host path already reads host memory. true: on, or a ValueError
+  that says why it cannot be.
+  """
+  value = str(setting).strip().lower()
+  if value not in ("auto", "true", "false"):
+    raise ValueError(f"config.data.on_device is {setting!r}; expected 'auto', 'true' or 'false'.")
+  if value == "false":
+    return False
+  fits_in_memory = isinstance(dataset, ArrayDataset)
+  memory = device_memory_bytes(device)
+  if value == "auto":
+    return (fits_in_memory and device.platform != "cpu" and memory is not None
+            and nbytes <= AUTO_ON_DEVICE_FRACTION * memory)
+  if not fits_in_memory:
+    raise ValueError(f"config.data.on_device=true needs a split of same-size images in memory; {dataset.name} is "
+                     "cropped on the host (config.data.host_crop). Set config.data.on_device=false.")
+  if memory is not None and nbytes > memory:
+    raise ValueError(
+        f"config.data.on_device=true: the split {dataset.name} needs {nbytes / 2**20:.0f} MiB on every device "
+        f"(images, labels and the order of every epoch), more than the {memory / 2**30:.1f} GiB of "
+        f"{device.device_kind}. Set config.data.on_device=false (or auto).")
+  return True
+
+
+def place_on_device(dataset: ArrayDataset, mesh: Any, *, global_batch_size: int, seed: int,
+                    total_steps: int) -> DeviceData:
+  """The split and the order of every epoch up to `total_steps`, replicated on every device of `mesh`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  n = len(dataset)
+  epochs = -(-total_steps // steps_per_epoch(n, global_batch_size))
+  order = np.stack([_epoch_permutation(int(seed), e, n) for e in range(max(epochs, 1))]).astype(np.int32)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  # From each process's own copy: every process holds the whole split.
+  put = lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+  return DeviceData(put(dataset.images), put(np.asarray(dataset.labels, np.int32)), put(order), global_batch_size)
+
+
+def device_batch(data: DeviceData, step: Any) -> dict[str, Any]:
+  """Global batch `step` gathered on the device: the rows, order and layout of TrainIterator's.
+
+  image uint8 [B, H, W, 3], label int32 [B], index int32 [B] (the global rows). Traceable.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  b = data.global_batch_size
+  epoch, offset = jnp.divmod(jnp.asarray(step, jnp.int32), data.steps_per_epoch)
+  idx = jax.lax.dynamic_slice(data.order, (epoch, offset * b), (1, b))[0]
+  return {"image": jnp.take(data.images, idx, axis=0), "label": jnp.take(data.labels, idx, axis=0),
+          "index": jnp.arange(b, dtype=jnp.int32)}
+
+
+class StepCounter:
+  """The data position of a run whose batches are gathered on the device (`DeviceData`).
+
+  Stands where TrainIterator stands in the loop: the host sends nothing per step but the
+  preemption flag of its `rows`, and `position` is what a checkpoint stores.
+  """
+
+  def __init__(self, data: DeviceData, *, num_examples: int, seed: int, start_step: int, rows: ProcessSlice):
+    self.rows = rows
+    self._position = {"next_step": start_step, "seed": seed, "num_examples": num_examples,
+                      "global_batch_size": data.global_batch_size}
+
+  @property
+  def position(self) -> dict[str, int]:
+    return dict(self._position)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    self._position["next_step"] += 1
+    return {}
+
+  def close(self) -> None:
+    pass

@@ -54,6 +54,49 @@ FeatureFn = Callable[[jax.Array], jax.Array]  # float images [b, H, W, 3] in [0,
 # ----------------------------------------------------------------------------- features
 
 
+def feature_program(feature_fn: Callable[[Any, jax.Array], jax.Array], mesh: jax.sharding.Mesh, *,
+                    preprocess: Callable | None = None) -> Callable:
+  """jit(shard_map) of `(variables, images, index, key) -> features`, built once, called per batch.
+
+  feature_fn: per-device `(variables, float images [b, H, W, 3] in [0, 1]) -> [b, F]`; `variables`
+    is an argument (replicated), so new weights (the kNN monitor's) need no new compilation.
+  preprocess: optional `(keys [b], images) -> images` on device (e.g. crop + flip), each image's
+    key `fold_in(key, example index)`.
+  """
+  data = P(parallel.DATA_AXIS)
+
+  def local(variables, images, index, key):
+    x = images.astype(jnp.float32) / 255.0
+    if preprocess is not None:
+      keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+      x = preprocess(keys, x)
+    return feature_fn(variables, x).astype(jnp.float32)
+
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, P()), out_specs=data))
+
+
+def run_feature_program(program: Callable, variables: Any, dataset: sources.ArrayDataset, *, batch_size: int,
+                        mesh: jax.sharding.Mesh, key: jax.Array | None = None) -> np.ndarray:
+  """`program`'s (`feature_program`) features of every image of `dataset`: float32 [N, F], in order.
+
+  `batch_size` is rounded up to a multiple of the device count. Every process holds the whole
+  dataset and gets every feature.
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  sharding = parallel.data_sharding(mesh)
+  to_global = lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+  key = jax.random.key(0) if key is None else key
+  out, start = [], 0
+  for batch in data_lib.eval_batches(dataset, batch_size):
+    n_real = int(batch["mask"].sum())
+    index = np.arange(start, start + batch_size, dtype=np.int32)
+    feats = program(variables, to_global(batch["image"]), to_global(index), key)
+    out.append(np.asarray(multihost_utils.process_allgather(feats, tiled=True))[:n_real])
+    start += n_real
+  return np.concatenate(out)
+
+
 def extract_features(feature_fn: FeatureFn, dataset: sources.ArrayDataset, *, batch_size: int,
                      mesh: jax.sharding.Mesh | None = None, preprocess: Callable | None = None,
                      key: jax.Array | None = None) -> np.ndarray:
@@ -69,27 +112,8 @@ def extract_features(feature_fn: FeatureFn, dataset: sources.ArrayDataset, *, ba
     float32 [N, F] numpy array, in dataset order.
   """
   mesh = mesh or parallel.make_data_mesh()
-  n_dev = mesh.size
-  batch_size = -(-batch_size // n_dev) * n_dev
-
-  def local(images, index, key):
-    x = images.astype(jnp.float32) / 255.0
-    if preprocess is not None:
-      keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
-      x = preprocess(keys, x)
-    return feature_fn(x).astype(jnp.float32)
-
-  fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P()),
-                             out_specs=P(parallel.DATA_AXIS)))
-  key = jax.random.key(0) if key is None else key
-  out = []
-  for batch in data_lib.eval_batches(dataset, batch_size):
-    n_real = int(batch["mask"].sum())
-    start = sum(len(o) for o in out)
-    index = np.arange(start, start + batch_size, dtype=np.int32)
-    feats = fn(jnp.asarray(batch["image"]), jnp.asarray(index), key)
-    out.append(np.asarray(feats)[:n_real])
-  return np.concatenate(out)
+  program = feature_program(lambda _, x: feature_fn(x), mesh, preprocess=preprocess)
+  return run_feature_program(program, {}, dataset, batch_size=batch_size, mesh=mesh, key=key)
 
 
 def pixel_features(images: jax.Array) -> jax.Array:

@@ -4,14 +4,16 @@ LARS as in SimCLR (google-research/simclr `lars_optimizer.py`): classic
 (non-Nesterov) momentum, trust coefficient 0.001, and both weight decay and
 the trust-ratio adaptation skip biases and BN parameters (every 1-D param
 here) plus, optionally, further params such as the supervised probe head.
+`lars(..., clip_lr=True)` is solo-learn's LARS with its clipped rate instead.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from contrastive_jax import data as data_lib
@@ -66,8 +68,9 @@ def lars(
     momentum: float = 0.9,
     trust_coefficient: float = 0.001,
     exclude: ExcludeFn | None = None,
+    clip_lr: bool = False,
 ) -> optax.GradientTransformation:
-  """LARS with SimCLR's exclusions, built on `optax.lars`.
+  """LARS with SimCLR's exclusions, built on `optax.lars`; or solo-learn's with `clip_lr`.
 
   For params selected by `decay_mask(params, exclude)` (ndim > 1, not
   excluded), with u = g + weight_decay * w:
@@ -93,12 +96,83 @@ def lars(
     exclude: optional `(path, leaf) -> bool`, True to also exclude a param
       from decay and trust ratio (e.g. `exclude_by_name('probe')`). None:
       only 1-D params are excluded.
+    clip_lr: solo-learn's LARS (`solo/utils/lars.py`) with `clip_lr=True`, NVIDIA's
+      LARC clipping: see `clipped_lars`. False: the chain above, unchanged.
   """
   mask = lambda params: decay_mask(params, exclude)
+  if clip_lr:
+    return clipped_lars(learning_rate, weight_decay=weight_decay, momentum=momentum,
+                        trust_coefficient=trust_coefficient, mask=mask)
   return optax.lars(
       learning_rate, weight_decay=weight_decay, weight_decay_mask=mask,
       trust_coefficient=trust_coefficient, trust_ratio_mask=mask,
       momentum=momentum, nesterov=False)
+
+
+# solo-learn's LARS eps (its default; no solo-learn yaml sets it).
+SOLO_LARS_EPS = 1e-8
+
+
+class ClippedLarsState(NamedTuple):
+  count: jax.Array  # steps taken: the schedule's argument
+  trace: PyTree     # momentum buffer v
+
+
+def clipped_lars(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    weight_decay: float,
+    momentum: float,
+    trust_coefficient: float,
+    mask: Callable[[PyTree], PyTree],
+    eps: float = SOLO_LARS_EPS,
+) -> optax.GradientTransformation:
+  """solo-learn's LARS (`solo/utils/lars.py`, PyTorch Lightning Bolts') with clip_lr=True.
+
+  With lr_t the scheduled rate, for params where `mask(params)` is True and ||w|| > 0 and
+  ||g|| > 0:
+    local = eta * ||w|| / (||g|| + weight_decay * ||w|| + eps)
+    d = min(local / lr_t, 1) * (g + weight_decay * w),
+  and for every other param (1-D, excluded, or a zero norm) d = g: no weight decay either.
+  Then, PyTorch's SGD momentum with the rate applied after the accumulation:
+    v <- momentum * v + d,   update = -lr_t * v.
+  So the fresh direction's per-layer rate is lr_t * min(local / lr_t, 1) = min(local, lr_t):
+  the trust ratio clipped at 1 relative to the global rate, as NVIDIA's LARC (apex
+  `parallel/LARC.py`, clip=True) computes it. The norms are of the raw gradient g, and the
+  denominator adds weight_decay * ||w||, where SimCLR's (`lars` without clip_lr) uses
+  ||g + weight_decay * w||; SimCLR's also applies lr before momentum. At lr_t = 0 the factor
+  is 1 (solo-learn's min(inf, 1)).
+
+  Only which params are adapted can differ: solo-learn (exclude_bias_n_norm) leaves out 1-D params
+  only, so it would adapt a 0-D one, and it adapts its classifier's kernel (a group with weight
+  decay 0); `mask` (`decay_mask`'s in `lars`) leaves out every ndim <= 1 param and what `exclude`
+  names, e.g. the online probe in `create_optimizer`.
+  """
+  def init(params: PyTree) -> ClippedLarsState:
+    return ClippedLarsState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+  def update(updates: PyTree, state: ClippedLarsState, params: PyTree | None = None
+             ) -> tuple[PyTree, ClippedLarsState]:
+    if params is None:
+      raise ValueError("clipped_lars needs params: call update(grads, state, params).")
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+
+    def direction(g: jax.Array, w: jax.Array, adapt: bool) -> jax.Array:
+      if not adapt:
+        return g
+      rate = jnp.asarray(lr, g.dtype)
+      w_norm, g_norm = jnp.linalg.norm(w), jnp.linalg.norm(g)
+      local = w_norm / (g_norm + w_norm * weight_decay + eps) * trust_coefficient  # solo-learn's order
+      # min(local / lr, 1), written so that lr = 0 gives 1 without a 0 / 0.
+      factor = jnp.where(local < rate, local / rate, jnp.ones_like(local))
+      return jnp.where((w_norm > 0) & (g_norm > 0), (g + weight_decay * w) * factor, g)
+
+    d = jax.tree.map(direction, updates, params, mask(params))
+    trace = jax.tree.map(lambda v, x: momentum * v + x, state.trace, d)
+    new_updates = jax.tree.map(lambda v: -jnp.asarray(lr, v.dtype) * v, trace)
+    return new_updates, ClippedLarsState(optax.safe_int32_increment(state.count), trace)
+
+  return optax.GradientTransformation(init, update)
 
 
 def scale_learning_rate(base_lr: float, batch_size: int, scaling: str = "linear") -> float:
@@ -196,8 +270,9 @@ def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], 
                      ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """config.optimizer with a warmup + cosine schedule; the probe is excluded like a 1-D parameter.
 
-  "lars" (default): LARS with SimCLR's masks. "sgd": SGD with momentum whose weight decay
-  covers every parameter but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
+  "lars" (default): LARS with SimCLR's masks; with config.lars_clip_lr, solo-learn's clipped LARS
+  (`lars(..., clip_lr=True)`). "sgd": SGD with momentum whose weight decay covers every parameter
+  but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
   "adamw": AdamW decaying every parameter but the probe (MoCo v3's ViT recipe).
   `frozen`: params -> bools, the parameters the model keeps frozen (`models.frozen_params(config)`):
   no update, no weight decay, no optimiser state.
@@ -212,7 +287,8 @@ def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], 
   name = config.get("optimizer", "lars")
   if name == "lars":
     tx = lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
-              trust_coefficient=config.trust_coefficient, exclude=exclude_by_name("probe"))
+              trust_coefficient=config.trust_coefficient, exclude=exclude_by_name("probe"),
+              clip_lr=config.lars_clip_lr)
   elif name == "sgd":
     tx = sgd(schedule, momentum=config.momentum, weight_decay=config.weight_decay,
              exclude=exclude_by_name("probe"), decay_1d=True)

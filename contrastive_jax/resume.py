@@ -23,6 +23,7 @@ FREE_FIELDS = (
     "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "allow_schedule_change",
     "eval.",               # evaluation runs after training and reads only the checkpoint
     "data.image_folder", "data.data_dir", "data.prefetch", "data.test_split",  # where, not what
+    "data.on_device",      # the same batches, gathered on the device (tests/test_data.py)
     "loss_chunk_size",     # the chunked NT-Xent equals the dense one (tests/test_losses.py)
     "model.encoder.conv_impl",  # a lowering of the same convolution (tests/test_conv_impl.py)
     "model.bn_fast_variance",  # the same batch variance, rounded differently (docs/performance.md, Numerics)
@@ -31,8 +32,9 @@ FREE_FIELDS = (
 # The learning-rate schedule: its length (num_steps / num_epochs), warmup and peak.
 SCHEDULE_FIELDS = ("num_steps", "num_epochs", "warmup_epochs", "learning_rate", "lr_scaling")
 
-# What runs recorded before a field existed did without it (the code's behaviour then); only
-# configs in the flat model layout (before config.model.encoder / head / predictor) lack fields.
+# What runs recorded before a field existed did without it (the code's behaviour then), for fields
+# added before the grouped model layout (config.model.encoder / head / predictor): only configs in
+# the flat layout lack these.
 _BEFORE_THE_FIELD: dict[str, Any] = {
     "allow_schedule_change": False,
     # The methods layer: runs before it were SimCLR with this head and two identical views.
@@ -52,6 +54,12 @@ _BEFORE_THE_FIELD: dict[str, Any] = {
     "model.predictor_last_bias": True,
     "model.arch": "resnet",
 }
+# Fields added since the grouped layout: runs recorded before them, in either layout, did without them.
+_ADDED_SINCE_THE_GROUPS: dict[str, Any] = {
+    "lars_clip_lr": False,  # LARS without solo-learn's clipped rate
+    "data.on_device": "false",  # batches from the host
+    "eval.knn_every_epochs": 0,  # no kNN monitor
+}
 _RESNET = ("depth", "width_multiplier", "base_width", "cifar_stem", "zero_init_residual", "conv_impl")
 _VIT = {"vit_variant": "variant", "patch_size": "patch_size", "posemb": "posemb", "pool": "pool",
         "frozen_patch_embed": "frozen_patch_embed", "vit_width": "width", "vit_depth": "depth", "vit_heads": "num_heads"}
@@ -63,17 +71,13 @@ def migrate_config(recorded: Mapping[str, Any]) -> dict[str, Any]:
   Before config.model had its groups, the model's fields were flat (`model.depth`,
   `model.head_layers`, `model.vit_variant`, ...), and older runs lack fields added since; both
   are turned into the groups the same model is built from today (ResNet / ViT, ProjectionHead).
-  A config in today's layout comes back unchanged.
+  A config in today's layout comes back unchanged but for the fields added since it was recorded.
   """
   config = json.loads(json.dumps(recorded))  # a deep copy, with JSON's types
+  _set_defaults(config, _ADDED_SINCE_THE_GROUPS)
   if "encoder" in config.get("model", {}):
     return config
-  for dotted, value in _BEFORE_THE_FIELD.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for name in parents:
-      node = node.setdefault(name, {})
-    node.setdefault(leaf, value)
+  _set_defaults(config, _BEFORE_THE_FIELD)
   m = config["model"]
   if m["arch"] == "vit":
     encoder = {"name": "vit", **{new: m[old] for old, new in _VIT.items() if old in m and m[old] != 0}}
@@ -88,6 +92,16 @@ def migrate_config(recorded: Mapping[str, Any]) -> dict[str, Any]:
   config["model"] = {"encoder": encoder, "head": head, "predictor": predictor,
                      **{k: m[k] for k in ("proj_dim", "bn_momentum", "dtype", "bn_fast_variance", "online_probe")}}
   return config
+
+
+def _set_defaults(config: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+  """Each dotted field of `defaults` that `config` lacks, set in place to its value."""
+  for dotted, value in defaults.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for name in parents:
+      node = node.setdefault(name, {})
+    node.setdefault(leaf, value)
 
 
 class ConfigMismatchError(ValueError):

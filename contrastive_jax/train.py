@@ -39,12 +39,14 @@ from jax.sharding import PartitionSpec as P
 from contrastive_jax import augment as augment_lib
 from contrastive_jax import data as data_lib
 from contrastive_jax import methods as methods_lib
+from contrastive_jax import monitor as monitor_lib
 from contrastive_jax import models
 from contrastive_jax import optim
 from contrastive_jax import parallel
 from contrastive_jax import resume as resume_lib
 from contrastive_jax import sources
 from contrastive_jax import views as views_lib
+from contrastive_jax import writers
 from contrastive_jax.checkpoint import Checkpointer
 from contrastive_jax.models import ContrastiveModel
 
@@ -247,6 +249,21 @@ def build_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, nu
   return Step(model, tx, schedule, method, augs, steps, init, step)
 
 
+def gather_on_device(step: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """`step` with its batch gathered on the device (`config.data.on_device`).
+
+  The returned jitted function is `(state, batch, key, data) -> (state, metrics)`, where `data` is
+  the split placed by `data.place_on_device` and `batch` holds only the host's `preempt` rows:
+  global batch `state.step` is taken from `data` (`data.device_batch`), split over the mesh, and
+  goes to `step` as TrainIterator's batch would. The state is donated.
+  """
+  def run(state: TrainState, batch: Batch, key: jax.Array, data: data_lib.DeviceData):
+    rows = jax.lax.with_sharding_constraint(data_lib.device_batch(data, state.step), parallel.data_sharding(mesh))
+    return step(state, {**rows, **batch}, key)
+
+  return jax.jit(run, donate_argnums=(0,))
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -317,15 +334,22 @@ def _check_resume(ckpt: Checkpointer, workdir: str, config: ml_collections.Confi
     _write_config(workdir, config_json)
 
 
+def _print_parameters(params: Any) -> None:
+  """clu's table of parameter shapes where clu is installed (not on our GPU image), else the count."""
+  try:
+    from clu import parameter_overview  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    print(f"{sum(x.size for x in jax.tree.leaves(params)):,} parameters", flush=True)
+  else:
+    print(parameter_overview.get_parameter_overview(params, include_stats=False, max_lines=80), flush=True)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Pretrain (resuming from `workdir` if it holds checkpoints); returns a summary.
 
   Raises NonFiniteLossError on a NaN/inf loss, without saving the bad state, and
   resume.ConfigMismatchError when `config` cannot resume the run recorded in `workdir`.
   """
-  # clu's writers import TensorFlow: only a training run needs them, not `import train` (benchmarks, GPUs).
-  from clu import parameter_overview, periodic_actions  # pylint: disable=g-import-not-at-top
-  from contrastive_jax import writers  # pylint: disable=g-import-not-at-top
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_data_mesh()
   parallel.check_batch_divisible(config.batch_size, mesh.size)
@@ -347,20 +371,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state, meta = ckpt.restore(state)
       start_step = int(meta["data"]["next_step"])
     if jax.process_index() == 0:
-      print(parameter_overview.get_parameter_overview(state.params, include_stats=False, max_lines=80), flush=True)
+      _print_parameters(state.params)
       if start_step:
         print(f"Resumed from {ckpt.directory} at step {start_step}.", flush=True)
 
-    batches = data_lib.TrainIterator(dataset, global_batch_size=config.batch_size, seed=config.seed,
-                                     start_step=start_step, rows=data_lib.process_slice(config.batch_size, mesh),
-                                     prefetch=config.data.prefetch, crop_size=augs[0].image_size,
-                                     crop_views=views_lib.host_crop_views(augs))
+    rows = data_lib.process_slice(config.batch_size, mesh)
+    step_fn, data_args = built.step, ()
+    nbytes = (data_lib.device_data_bytes(dataset, config.batch_size, steps)
+              if isinstance(dataset, sources.ArrayDataset) else 0)
+    if data_lib.resolve_on_device(config.data.on_device, dataset, nbytes, mesh.devices.flat[0]):
+      device_data = data_lib.place_on_device(dataset, mesh, global_batch_size=config.batch_size, seed=config.seed,
+                                             total_steps=steps)
+      step_fn, data_args = gather_on_device(built.step, mesh), (device_data,)
+      batches = data_lib.StepCounter(device_data, num_examples=len(dataset), seed=config.seed, start_step=start_step,
+                                     rows=rows)
+    else:
+      batches = data_lib.TrainIterator(dataset, global_batch_size=config.batch_size, seed=config.seed,
+                                       start_step=start_step, rows=rows, prefetch=config.data.prefetch,
+                                       crop_size=augs[0].image_size, crop_views=views_lib.host_crop_views(augs))
+    monitor = None
+    if config.eval.knn_every_epochs:
+      monitor = monitor_lib.KnnMonitor(config, built.model, mesh, pretrain_split=dataset)
     writer = writers.create_writer(workdir)
-    # steps/s, % done and the ETA, logged and written beside the metrics every log step.
-    report = periodic_actions.ReportProgress(num_train_steps=steps, writer=writer,
-                                             every_steps=config.log_every_steps, every_secs=None)
-    return _train_loop(config, ckpt, writer, report, built.step, state, batches, key, mesh, start_step, steps,
-                       config_json)
+    loop = _Loop(step_fn, data_args, batches, mesh, monitor, data_lib.steps_per_epoch(len(dataset), config.batch_size))
+    return _train_loop(config, ckpt, writer, loop, state, key, start_step, steps, config_json)
   finally:
     if batches is not None:
       batches.close()
@@ -369,11 +403,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       writer.close()
 
 
-def _train_loop(config, ckpt, writer, report, step_fn, state, batches, key, mesh, start_step: int, steps: int,
+@dataclasses.dataclass(frozen=True)
+class _Loop:
+  """What the loop runs: the step (`step(state, batch, key, *data_args)`), where its batches come
+  from (TrainIterator, or StepCounter when the split is on the device), and the kNN monitor."""
+  step: Callable
+  data_args: tuple[Any, ...]
+  batches: Any
+  mesh: jax.sharding.Mesh
+  monitor: Any
+  steps_per_epoch: int
+
+
+def _train_loop(config, ckpt, writer, loop: _Loop, state, key, start_step: int, steps: int,
                 config_json: dict[str, Any]) -> dict[str, Any]:
+  batches, mesh, step_fn = loop.batches, loop.mesh, loop.step
   meta = lambda: {"rng": np.asarray(jax.random.key_data(key)).tolist(), "data": batches.position,
                   "config_seed": config.seed}
-  last_saved, last_loss, pending = start_step, None, None
+  last_saved, last_loss, compile_seconds = start_step, None, 0.0
   t0 = time.time()
 
   def read(step_metrics, step) -> tuple[float, bool]:
@@ -393,34 +440,31 @@ def _train_loop(config, ckpt, writer, report, step_fn, state, batches, key, mesh
 
     def next_batch():
       local = next(batches)
-      local["preempt"] = np.full(len(local["index"]), preempt.requested, np.int32)
+      local["preempt"] = np.full(batches.rows.size, preempt.requested, np.int32)
       return parallel.host_local_to_global(local, mesh)
 
     batch = next_batch() if start_step < steps else None
     if batch is not None:
       # Compile, then wait for every process: on a loaded host one process can finish compiling
       # long after another, past gloo's 30 s limit for the first collective.
-      step_fn = step_fn.lower(state, batch, key).compile()
+      t_compile = time.time()
+      step_fn = step_fn.lower(state, batch, key, *loop.data_args).compile()
+      compile_seconds = time.time() - t_compile
       parallel.barrier(f"train step compiled, start {start_step}")
+    progress = writers.Progress(writer, start_step=start_step, total_steps=steps)
     for step in range(start_step, steps):
       batch = batch if step == start_step else next_batch()
-      state, metrics = step_fn(state, batch, key)
+      state, metrics = step_fn(state, batch, key, *loop.data_args)
       done = step + 1
-      report(done)
-      # Every process reads the same steps' metrics (the previous step's while this one runs,
-      # and this step's at log and save steps), so all reach the same stop decision at the same step.
-      stop = False
-      if pending is not None:
-        last_loss, stop = read(*pending)
-        pending = None
+      # The host waits for the device only here: every process reads the same steps' metrics (log and
+      # save steps), so all reach the same stop decision (NaN, SIGTERM) at the same step.
       is_log = done % config.log_every_steps == 0 or done == steps
       is_periodic_save = done % config.checkpoint_every_steps == 0 or done == steps
+      stop = False
       if is_log or is_periodic_save:
-        last_loss, stop_now = read(metrics, done)
-        stop = stop or stop_now
-      else:
-        pending = (metrics, done)
+        last_loss, stop = read(metrics, done)
       if is_log:
+        progress(done)
         scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "preempt"}
         writer.write_scalars(done, scalars)
         if jax.process_index() == 0:
@@ -428,19 +472,25 @@ def _train_loop(config, ckpt, writer, report, step_fn, state, batches, key, mesh
           probe = f" probe_acc {scalars['probe_acc']:.3f}" if "probe_acc" in scalars else ""
           print(f"step {done}/{steps} loss {scalars['loss']:.4f}{acc}{probe} "
                 f"lr {scalars['learning_rate']:.4f}", flush=True)
+      monitored = loop.monitor is not None and loop.monitor.due(done, loop.steps_per_epoch, steps)
+      if monitored:
+        result = loop.monitor(state)
+        epoch = done / loop.steps_per_epoch
+        writer.write_scalars(done, {"knn_top1": result.top1, "epoch": epoch, "knn_seconds": result.seconds})
+        if jax.process_index() == 0:
+          print(f"epoch {epoch:g}: kNN top-1 {result.top1:.4f} ({result.seconds:.1f} s)", flush=True)
       if is_periodic_save or stop:
         ckpt.save(done, state, meta(), config=config_json)
         last_saved = done
-      if is_log:
-        writer.flush()  # after ReportProgress's steps_per_sec joined the row
+      if is_log or monitored:
+        writer.flush()
       if stop:
         print(f"SIGTERM: saved step {done} to {ckpt.directory}; exiting (process {jax.process_index()}, "
               f"{'signalled here' if preempt.requested else 'signalled on another process'}).", flush=True)
         break
-    if pending is not None:
-      last_loss, _ = read(*pending)
   return {"last_step": last_saved, "total_steps": steps, "last_loss": last_loss,
-          "preempted": last_saved < steps, "train_seconds": time.time() - t0}
+          "preempted": last_saved < steps, "train_seconds": time.time() - t0,
+          "compile_seconds": compile_seconds}
 
 
 # ----------------------------------------------------------------------------- command line

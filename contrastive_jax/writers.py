@@ -1,24 +1,24 @@
-"""Where training metrics go: `metrics.jsonl` and TensorBoard, through clu's `MetricWriter`s.
+"""Where training metrics go: metrics.jsonl always, TensorBoard events where TensorFlow is installed.
 
-clu (`metric_writers`, `periodic_actions.ReportProgress`, `parameter_overview`) is what JAX
-training code (Flax examples, big_vision, scenic) uses for this. Its TensorBoard writer is
-TensorFlow's summary writer, which needs the `tensorboard` package (a core dependency).
+The TensorBoard writer is clu's `SummaryWriter` (TensorFlow's summary writer, as in the Flax examples
+and big_vision); clu's writer module imports TensorFlow, so machines without it (our GPU image)
+write metrics.jsonl alone. `Progress` is the steps/s and ETA line of every log step.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+import time
+from typing import Any, Mapping, Sequence
 
 import jax
-from clu import metric_writers
 
 
-class JsonlWriter(metric_writers.MetricWriter):
+class JsonlWriter:
   """metrics.jsonl: one JSON object per step, `{"step": s, name: value, ...}`.
 
-  Scalars written for the same step (the train loop's, then ReportProgress's
+  Scalars written for the same step (the train loop's, then Progress's
   `steps_per_sec` / `uptime`) share one row, written at `flush` or when the
   next step arrives. A resumed run appends, so steps may repeat.
   """
@@ -47,37 +47,59 @@ class JsonlWriter(metric_writers.MetricWriter):
     self.flush()
     self._file.close()
 
-  # metrics.jsonl holds scalars only; the other kinds go to TensorBoard.
-  def write_summaries(self, step, values, metadata=None) -> None:
-    del step, values, metadata
-
-  def write_images(self, step, images) -> None:
-    del step, images
-
-  def write_videos(self, step, videos) -> None:
-    del step, videos
-
-  def write_audios(self, step, audios, *, sample_rate) -> None:
-    del step, audios, sample_rate
-
-  def write_texts(self, step, texts) -> None:
-    del step, texts
-
-  def write_histograms(self, step, arrays, num_buckets=None) -> None:
-    del step, arrays, num_buckets
-
-  def write_hparams(self, hparams) -> None:
-    del hparams
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """metrics.jsonl + TensorBoard events in `workdir/tensorboard` on process 0; nothing elsewhere."""
+class MultiWriter:
+  """Writes to each of `writers` (none on processes other than 0)."""
+
+  def __init__(self, writers: Sequence[Any]):
+    self.writers = list(writers)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    for w in self.writers:
+      w.write_scalars(step, scalars)
+
+  def flush(self) -> None:
+    for w in self.writers:
+      w.flush()
+
+  def close(self) -> None:
+    for w in self.writers:
+      w.close()
+
+
+def create_writer(workdir: str) -> MultiWriter:
+  """metrics.jsonl, and TensorBoard events in `workdir/tensorboard` if TensorFlow is installed, on process 0."""
   if jax.process_index() != 0:
-    return metric_writers.MultiWriter([])
-  return metric_writers.MultiWriter([
-      JsonlWriter(os.path.join(workdir, "metrics.jsonl")),
-      metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard")),
-  ])
+    return MultiWriter([])
+  out: list[Any] = [JsonlWriter(os.path.join(workdir, "metrics.jsonl"))]
+  try:
+    from clu.metric_writers import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    print(f"no TensorBoard events ({type(e).__name__}: {e}); the metrics go to metrics.jsonl.", flush=True)
+  else:
+    out.append(SummaryWriter(os.path.join(workdir, "tensorboard")))
+  return MultiWriter(out)
+
+
+class Progress:
+  """At each call (a log step): steps/s since the last call, % done and the ETA, printed on process 0
+  and written as `steps_per_sec` and `uptime` beside the step's metrics."""
+
+  def __init__(self, writer: MultiWriter, *, start_step: int, total_steps: int):
+    self.writer, self.total_steps = writer, total_steps
+    self._start = self._last_time = time.time()
+    self._last_step = start_step
+
+  def __call__(self, step: int) -> None:
+    now = time.time()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    self.writer.write_scalars(step, {"steps_per_sec": rate, "uptime": now - self._start})
+    if jax.process_index() == 0:
+      eta = (self.total_steps - step) / max(rate, 1e-9)
+      print(f"{rate:.2f} steps/s, {100 * step / self.total_steps:.1f}% ({step}/{self.total_steps}), "
+            f"ETA {eta / 60:.1f} min", flush=True)
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

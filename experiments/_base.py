@@ -1,7 +1,8 @@
 """The field layout every CIFAR-10 method config shares: cifar10_simclr.py's, preset included.
 
 `load(preset)` returns cifar10_simclr.get_config(preset): the method configs then set their
-recipe's values; the `cpu` and `test` presets keep SimCLR's encoder, batch and length.
+recipe's values; the `cpu`, `test` and `gpu200` presets keep SimCLR's encoder, batch and length
+(`gpu200`: lightly's CIFAR-10 benchmark protocol, cifar10_simclr.py's docstring).
 """
 
 import importlib.util
@@ -14,7 +15,7 @@ _spec = importlib.util.spec_from_file_location(
 _simclr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_simclr)
 
-PRESETS = ("", "cpu", "test")
+PRESETS = ("", "cpu", "test", "gpu200")
 
 
 def load(preset: str, name: str) -> ml_collections.ConfigDict:
@@ -26,10 +27,11 @@ def load(preset: str, name: str) -> ml_collections.ConfigDict:
 def solo_learn_schedule(config: ml_collections.ConfigDict, preset: str) -> None:
   """solo-learn's CIFAR schedule (batch 256, 1000 epochs, 10 warmup epochs, lr x B / 256) for the full preset."""
   config.lr_scaling = "linear"      # solo/args/pretrain.py: lr * batch_size * devices / 256
+  if preset in ("", "gpu200"):
+    config.warmup_epochs = 10.0     # solo/methods/base.py: warmup_cosine, 10 warmup epochs
   if preset == "":
     config.batch_size = 256         # scripts/pretrain/cifar/*.yaml: optimizer.batch_size
     config.num_epochs = 1000        # max_epochs
-    config.warmup_epochs = 10.0     # solo/methods/base.py: warmup_cosine, 10 warmup epochs
 
 
 def test_heads(config: ml_collections.ConfigDict, preset: str) -> None:

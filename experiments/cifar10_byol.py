@@ -8,7 +8,8 @@ solo-learn `scripts/pretrain/cifar/byol.yaml` and `solo/methods/byol.py` (ResNet
 1e-5, trust coefficient 0.02, batch 256, 1000 epochs, 10 warmup epochs then cosine; the
 asymmetric views of `augmentations/asymmetric.yaml`: jitter (0.4, 0.4, 0.2, 0.1) p 0.8,
 grayscale 0.2, no blur at 32 px, solarize 0 / 0.2, crops of 8-100% area. BN per view, as
-solo-learn. solo-learn's LARS also clips the adaptive rate (LARC's clip_lr); ours does not.
+solo-learn. LARS with solo-learn's clipped rate (`clip_lr`, as LARC: each layer's rate is
+min(eta ||w|| / (||g|| + wd ||w||), lr)), `optim.lars(clip_lr=True)`.
 
 Presets: (none) the recipe; cpu SimCLR's cpu encoder, batch and epochs; test a few steps.
 """
@@ -32,6 +33,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.learning_rate = 1.0          # optimizer.lr
   config.weight_decay = 1e-5          # optimizer.weight_decay
   config.trust_coefficient = 0.02     # optimizer.kwargs.eta
+  config.lars_clip_lr = True          # optimizer.kwargs.clip_lr
   config.momentum = 0.9
   _base.solo_learn_schedule(config, preset)
   config.model.head.hidden_dim = 4096  # method_kwargs.proj_hidden_dim

@@ -10,7 +10,8 @@ output, predictor 256 -> 4096 -> 256 with BN on the hidden layer and no bias on 
 decay 1e-6, trust coefficient 0.02, batch 256, 1000 epochs, 10 warmup epochs then cosine;
 the asymmetric views of `augmentations/asymmetric.yaml`: jitter (0.4, 0.4, 0.2, 0.1) p 0.8,
 grayscale 0.2, no blur, solarize 0 / 0.2, crops of 8-100% area. BN per view, as
-solo-learn. solo-learn's LARS also clips the adaptive rate (LARC's clip_lr); ours does not.
+solo-learn. LARS with solo-learn's clipped rate (`clip_lr`, as LARC: each layer's rate is
+min(eta ||w|| / (||g|| + wd ||w||), lr)), `optim.lars(clip_lr=True)`.
 
 Presets: (none) the recipe; cpu SimCLR's cpu encoder, batch and epochs; test a few steps.
 
@@ -55,6 +56,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.learning_rate = 0.3          # optimizer.lr
   config.weight_decay = 1e-6          # optimizer.weight_decay
   config.trust_coefficient = 0.02     # optimizer.kwargs.eta
+  config.lars_clip_lr = True          # optimizer.kwargs.clip_lr
   config.momentum = 0.9
   _base.solo_learn_schedule(config, preset)
   config.model.head.hidden_dim = 4096  # method_kwargs.proj_hidden_dim
@@ -72,6 +74,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
 
 def _vit_recipe(config: ml_collections.ConfigDict, preset: str) -> None:
   config.optimizer = "adamw"          # main_moco.py: torch.optim.AdamW(model.parameters(), ...)
+  config.lars_clip_lr = False         # a LARS field: no effect under AdamW
   config.learning_rate = 1.5e-4       # README (ViT-Small): --lr=1.5e-4, x B/256 (main_moco.py)
   config.lr_scaling = "linear"
   config.weight_decay = 0.1           # --weight-decay=.1

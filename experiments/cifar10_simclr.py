@@ -9,6 +9,17 @@ Presets, selected as `--config experiments/cifar10_simclr.py:<preset>`:
   (none)  the published recipe above.
   cpu     about 30 minutes on a 2-core CPU: a narrow ResNet-18 (base_width 16), 3 epochs.
   test    a few steps on a handful of images, for tests and smoke runs.
+  gpu200  lightly's CIFAR-10 benchmark protocol on one GPU (tools/gpu_accuracy.sh), for every method's
+          config: ResNet-18 with the CIFAR stem, batch 512, 200 epochs, kNN (k 200, T 0.1) of the
+          test split against the un-augmented train split, here also monitored every 10 epochs;
+          bfloat16 compute with float32 parameters, the split on the device. Differences from
+          lightly's benchmark (benchmarks/cifar10_benchmark.py, lightly's table in the README):
+          every method keeps its own recipe (SimCLR: the recipe above, LARS with 10 warm-up
+          epochs, BN in the heads, temperature 0.5; the others solo-learn's, in their configs),
+          where lightly gives every method SGD (lr 0.06 x B / 128, momentum 0.9, weight decay
+          5e-4, cosine) and its own heads; augmentation runs on the device (the same
+          transforms, our implementation), in bfloat16 compute where lightly uses float32; the
+          linear evaluation reads fixed features (no augmentation), for time.
   multicrop, multicrop_cpu, multicrop_test
           the same with multi-crop views (issue 13; SwAV's multi-crop, solo-learn's CIFAR
           numbers): 2 x 32 px crops of area (0.14, 1) and 4 x 16 px crops of area (0.05, 0.14),
@@ -43,6 +54,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.weight_decay = 1e-4
   config.momentum = 0.9
   config.trust_coefficient = 1e-3
+  config.lars_clip_lr = False        # True: solo-learn's LARS, layer rate min(trust ratio, lr) (LARC's clip)
   config.temperature = 0.5
   config.loss_chunk_size = 0         # > 0: chunked NT-Xent, memory linear in the batch
 
@@ -92,6 +104,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.data.test_split = "test"
   config.data.num_train_examples = 0  # 0 = all
   config.data.prefetch = 2
+  # The uint8 split on every device, each step gathering its batch there (bit-identical batches):
+  # "auto" (GPU/TPU, when it fits in a quarter of device memory), "true" or "false".
+  config.data.on_device = "auto"
 
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
@@ -110,6 +125,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.eval.linear_augment = True   # crop + flip each epoch (SimCLR); False: fixed features (cheap)
   config.eval.knn_k = 200
   config.eval.knn_temperature = 0.1
+  config.eval.knn_every_epochs = 0      # > 0: the kNN monitor during pretraining, every N epochs and at the end
   config.eval.feature_batch_size = 500
   config.eval.baselines = True        # also evaluate a random-init encoder and raw pixels
   # Semi-supervised fine-tuning of the whole network, SimCLR v2's recipe (contrastive_jax/finetune.py
@@ -159,7 +175,17 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.eval.knn_k = 5
     config.eval.feature_batch_size = 32
     config.eval.finetune_batch_size = 16
+  elif preset == "gpu200":
+    config.num_epochs = 200            # lightly's benchmark: max_epochs 200, batch 512
+    config.model.dtype = "bfloat16"
+    config.data.on_device = "true"
+    config.log_every_steps = 97        # an epoch of 50,000 images at batch 512
+    config.checkpoint_every_steps = 970  # every 10 epochs
+    config.eval.knn_every_epochs = 10
+    config.eval.baselines = False
+    config.eval.linear_augment = False
+    config.eval.feature_batch_size = 1000
   elif preset:
-    raise ValueError(f"unknown preset {preset!r} for cifar10_simclr.py; use one of '', 'cpu', 'test', "
+    raise ValueError(f"unknown preset {preset!r} for cifar10_simclr.py; use one of '', 'cpu', 'test', 'gpu200', "
                      "'multicrop', 'multicrop_cpu', 'multicrop_test'.")
   return config

@@ -18,7 +18,7 @@ EXTRA = [f"{ROOT}/experiments/cifar10_moco_v3.py:{p}" for p in ("vit", "vit_cpu"
     f"{ROOT}/experiments/imagenet_moco_v3.py:{p}" for p in ("vit_small", "vit_base")] + [
     f"{ROOT}/experiments/cifar10_simclr.py:{p}" for p in ("multicrop", "multicrop_cpu", "multicrop_test")] + [
     f"{ROOT}/experiments/imagenet_simclr.py:multicrop"]
-SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test")] + EXTRA
+SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test", "gpu200")] + EXTRA
          + [p for p in IMAGENET] + [f"{p}:{preset}" for p in IMAGENET for preset in ("unknown",)])
 
 
@@ -39,3 +39,14 @@ def test_every_experiment_config_builds_its_model_method_views_and_optimizer(spe
 def test_an_unknown_preset_is_an_error(spec):
   with pytest.raises(ValueError, match="preset"):
     load_config(spec)
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.endswith(":gpu200")], ids=lambda s: os.path.basename(s))
+def test_gpu200_presets_follow_the_lightly_protocol(spec):
+  """ResNet-18, CIFAR stem, batch 512, 200 epochs, bf16 compute, the split on the device, kNN every 10 epochs."""
+  config = load_config(spec)
+  encoder = config.model.encoder
+  assert (encoder.name, encoder.depth, encoder.base_width, encoder.cifar_stem) == ("resnet", 18, 64, True)
+  assert (config.batch_size, config.num_epochs, config.num_steps) == (512, 200, 0)
+  assert config.model.dtype == "bfloat16" and config.data.on_device == "true"
+  assert (config.eval.knn_every_epochs, config.eval.knn_k, config.eval.knn_temperature) == (10, 200, 0.1)

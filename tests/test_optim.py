@@ -10,6 +10,7 @@ import pytest
 
 from tolerances import ELEMENTWISE_RTOL, REASSOC_RTOL
 
+from contrastive_jax import cli
 from contrastive_jax import optim
 
 
@@ -99,6 +100,109 @@ def test_lars_differs_from_unmasked_optax():
   plain, _ = plain_tx.update(grads, plain_tx.init(params), params)
   np.testing.assert_allclose(ours["encoder"]["conv1"]["kernel"], plain["encoder"]["conv1"]["kernel"], rtol=REASSOC_RTOL)
   assert not np.allclose(ours["encoder"]["bn1"]["scale"], plain["encoder"]["bn1"]["scale"])
+
+
+def _solo_lars_reference(params, grads_per_step, lrs, wd, eta, mu, adapt):
+  """solo-learn's LARS step with clip_lr=True (solo/utils/lars.py), from its math, in float64 numpy.
+
+  Adapted params with ||w|| > 0 and ||g|| > 0: local = eta ||w|| / (||g|| + wd ||w|| + eps),
+  d = min(local / lr, 1) (g + wd w); others d = g. v <- mu v + d; w <- w - lr v. Returns the
+  updates of each step and, per step, the set of leaves whose rate was clipped (local > lr).
+  """
+  leaves, treedef = jax.tree.flatten(params)
+  w = [np.asarray(x, np.float64) for x in leaves]
+  a = jax.tree.leaves(adapt)
+  v = [np.zeros_like(x) for x in w]
+  updates, clipped = [], []
+  for grads, lr in zip(grads_per_step, lrs):
+    g = [np.asarray(x, np.float64) for x in jax.tree.leaves(grads)]
+    step, hit = [], set()
+    for i in range(len(w)):
+      d = g[i]
+      w_norm, g_norm = np.linalg.norm(w[i]), np.linalg.norm(g[i])
+      if a[i] and w_norm > 0 and g_norm > 0:
+        local = eta * w_norm / (g_norm + wd * w_norm + 1e-8)
+        factor = min(local / lr, 1.0) if lr > 0 else 1.0
+        if factor == 1.0:
+          hit.add(i)
+        d = factor * (g[i] + wd * w[i])
+      v[i] = mu * v[i] + d
+      step.append(-lr * v[i])
+      w[i] = w[i] + step[-1]
+    updates.append(jax.tree.unflatten(treedef, step))
+    clipped.append(hit)
+  return updates, clipped
+
+
+def test_clipped_lars_matches_solo_learn_in_float64():
+  """clip_lr=True is solo-learn's LARS: lr after momentum, LARC's min(local, lr) rate, 1-D / excluded params plain."""
+  wd, eta, mu = 1e-2, 0.02, 0.9
+  lrs = [0.0, 0.1, 0.2, 0.3]  # lr 0 first: the factor is 1 (solo-learn's min(inf, 1))
+  schedule = lambda step: 0.1 * step
+  params = _params()
+  grads = [_grads(seed) for seed in range(1, len(lrs) + 1)]
+  for g in grads:  # a tiny gradient: eta ||w|| / ||g|| >> lr, so this layer's rate is clipped at lr
+    g["head"]["dense0"]["kernel"] = g["head"]["dense0"]["kernel"] * 1e-3
+  exclude = optim.exclude_by_name("probe")
+  adapt = optim.decay_mask(params, exclude)
+  want, clipped = _solo_lars_reference(params, grads, lrs, wd, eta, mu, adapt)
+  names = [optim.path_names(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  conv, dense = names.index(("encoder", "conv1", "kernel")), names.index(("head", "dense0", "kernel"))
+  for hit in clipped[1:]:  # both cases occur at every step with lr > 0
+    assert dense in hit and conv not in hit
+  tx = optim.lars(schedule, weight_decay=wd, momentum=mu, trust_coefficient=eta, exclude=exclude, clip_lr=True)
+  state, w = tx.init(params), params
+  for g, expected in zip(grads, want):
+    got, state = jax.jit(tx.update)(g, state, w)
+    jax.tree.map(lambda u, e: np.testing.assert_allclose(u, e, rtol=REASSOC_RTOL, atol=1e-9), got, expected)
+    w = optax.apply_updates(w, got)
+
+
+def test_lars_without_clip_lr_is_the_unchanged_optax_chain():
+  """clip_lr=False (and the default) gives the updates of the chain lars built before clip_lr, to the bit."""
+  schedule = lambda step: 0.1 * (step + 1.0)
+  params, exclude = _params(), optim.exclude_by_name("probe")
+  mask = lambda p: optim.decay_mask(p, exclude)
+  before = optax.lars(schedule, weight_decay=1e-2, weight_decay_mask=mask, trust_coefficient=0.02,
+                      trust_ratio_mask=mask, momentum=0.9, nesterov=False)
+  kwargs = dict(weight_decay=1e-2, momentum=0.9, trust_coefficient=0.02, exclude=exclude)
+  txs = (before, optim.lars(schedule, **kwargs), optim.lars(schedule, clip_lr=False, **kwargs))
+  states, ws = [tx.init(params) for tx in txs], [params] * 3
+  for seed in (1, 2, 3):
+    out = [jax.jit(tx.update)(_grads(seed), st, w) for tx, st, w in zip(txs, states, ws)]
+    for updates, _ in out[1:]:
+      jax.tree.map(np.testing.assert_array_equal, updates, out[0][0])
+    states = [st for _, st in out]
+    ws = [optax.apply_updates(w, u) for w, (u, _) in zip(ws, out)]
+
+
+def test_create_optimizer_passes_lars_clip_lr():
+  config = cli.load_config("experiments/cifar10_byol.py:test")
+  assert config.lars_clip_lr  # byol.yaml: optimizer.kwargs.clip_lr
+  params = _params()
+  kwargs = dict(weight_decay=config.weight_decay, momentum=config.momentum,
+                trust_coefficient=config.trust_coefficient, exclude=optim.exclude_by_name("probe"))
+  for clip in (True, False):
+    config.lars_clip_lr = clip
+    tx, schedule = optim.create_optimizer(config, num_examples=64)
+    twin = optim.lars(schedule, clip_lr=clip, **kwargs)
+    got, _ = jax.jit(tx.update)(_grads(), tx.init(params), params)
+    want, _ = jax.jit(twin.update)(_grads(), twin.init(params), params)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    if clip:
+      clipped = got
+  # The two differ on an adapted kernel (SimCLR's ratio on ||g + wd w|| vs solo-learn's clipped one).
+  assert not np.allclose(clipped["encoder"]["conv1"]["kernel"], got["encoder"]["conv1"]["kernel"])
+
+
+@pytest.mark.parametrize("spec, clip", [
+    ("cifar10_byol.py", True), ("cifar10_byol.py:cpu", True), ("cifar10_moco_v3.py", True),
+    ("cifar10_moco_v3.py:test", True), ("cifar10_moco_v3.py:vit", False), ("cifar10_simclr.py", False),
+    ("cifar10_moco_v2.py", False), ("cifar10_supcon.py", False), ("imagenet_byol.py", False),
+    ("imagenet_moco_v3.py", False)])
+def test_solo_learn_lars_presets_clip_the_rate(spec, clip):
+  """The presets whose solo-learn yaml sets optimizer.kwargs.clip_lr and uses LARS, and only those."""
+  assert cli.load_config(f"experiments/{spec}").lars_clip_lr is clip
 
 
 def test_warmup_cosine_schedule():

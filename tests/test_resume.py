@@ -55,7 +55,11 @@ FLAT = json.loads((pathlib.Path(__file__).parent / "data" / "configs_flat_model_
 def test_runs_recorded_in_the_flat_model_layout_migrate_to_todays_groups(spec):
   """A ResNet, a predictor and a ViT recorded flat are today's groups, field for field: they resume."""
   path, _, preset = spec.partition(":")
-  today = json.loads(cli.load_config(str(CONFIG_DIR / pathlib.Path(path).name) + ":" + preset).to_json_best_effort())
+  # Recorded before lars_clip_lr, on_device and the kNN monitor: trained without them, as today's
+  # config does when told so.
+  today = json.loads(cli.load_config(str(CONFIG_DIR / pathlib.Path(path).name) + ":" + preset,
+                                     lars_clip_lr=False, **{"data.on_device": "false", "eval.knn_every_epochs": 0}
+                                     ).to_json_best_effort())
   assert "depth" in FLAT[spec]["model"] and "encoder" not in FLAT[spec]["model"]
   assert resume.migrate_config(FLAT[spec]) == today
   assert resume.check_resume_config(FLAT[spec], today) == {}
@@ -69,6 +73,12 @@ def test_fields_older_runs_lack_take_what_the_code_did_without_them():
   with pytest.raises(resume.ConfigMismatchError, match=r"model\.encoder\.base_width: 64 -> 8"):
     resume.check_resume_config(old, _recorded())
   assert resume.check_resume_config(old, _recorded(**{"model.encoder.base_width": 64})) == {}
+  # lars_clip_lr came after the groups: a record of today's layout without it did not clip either.
+  grouped = _recorded()
+  del grouped["lars_clip_lr"]
+  assert resume.migrate_config(grouped) == _recorded()
+  with pytest.raises(resume.ConfigMismatchError, match=r"lars_clip_lr: False -> True"):
+    resume.check_resume_config(grouped, _recorded(lars_clip_lr=True))
 
 
 @pytest.mark.slow
