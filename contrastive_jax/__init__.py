@@ -1,7 +1,8 @@
 """contrastive-jax: contrastive self-supervised learning (SimCLR, SupCon, MoCo v2/v3, BYOL) in JAX/Flax.
 
 The public API, by module:
-  losses    nt_xent, nt_xent_with_metrics, supcon, info_nce (in-batch or MoCo queue), byol_loss
+  losses    nt_xent, nt_xent_with_metrics, supcon, info_nce (in-batch or MoCo queue), byol_loss,
+            barlow_twins_loss, vicreg_loss, dcl_loss, negative_cosine_similarity
   augment   ViewAugment, augment_batch, random_crop_and_flip, center_crop, colour ops
   models    ResNet, ProjectionHead, ContrastiveModel
   methods   simclr, supcon, moco (v2, v3), byol: each a `Method` the train step runs;
@@ -15,7 +16,9 @@ The public API, by module:
 
 from contrastive_jax import methods
 from contrastive_jax.augment import ViewAugment, augment_batch, center_crop, random_crop_and_flip
-from contrastive_jax.losses import byol_loss, clip_loss, info_nce, nt_xent, nt_xent_with_metrics, siglip_loss, supcon
+from contrastive_jax.losses import (barlow_twins_loss, byol_loss, clip_loss, dcl_loss, info_nce,
+                                   negative_cosine_similarity, nt_xent, nt_xent_with_metrics, siglip_loss, supcon,
+                                   vicreg_loss)
 from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, ViT
 from contrastive_jax.optim import adamw, lars, scale_learning_rate, sgd, sgd_nesterov, warmup_cosine_schedule
 from contrastive_jax.parallel import DATA_AXIS, make_data_mesh
@@ -24,9 +27,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DATA_AXIS", "ContrastiveModel", "Encoder", "ProjectionHead", "ResNet", "ViT", "ViewAugment", "adamw",
-    "augment_batch", "byol_loss", "center_crop", "clip_loss", "info_nce", "lars", "load_encoder", "make_data_mesh",
-    "methods", "nt_xent", "nt_xent_with_metrics", "random_crop_and_flip", "scale_learning_rate", "sgd",
-    "sgd_nesterov", "siglip_loss", "supcon", "warmup_cosine_schedule",
+    "augment_batch", "barlow_twins_loss", "byol_loss", "center_crop", "clip_loss", "dcl_loss", "info_nce", "lars",
+    "load_encoder", "make_data_mesh", "methods", "negative_cosine_similarity", "nt_xent", "nt_xent_with_metrics",
+    "random_crop_and_flip", "scale_learning_rate", "sgd", "sgd_nesterov", "siglip_loss", "supcon", "vicreg_loss",
+    "warmup_cosine_schedule",
 ]
 
 _LAZY = {"load_encoder": "contrastive_jax.embed", "Encoder": "contrastive_jax.embed"}

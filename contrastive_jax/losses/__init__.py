@@ -7,6 +7,10 @@
 * ``byol_loss``: BYOL's 2 - 2 cos (``_byol.py``).
 * ``clip_loss``, ``siglip_loss``: image-text, CLIP's symmetric InfoNCE and SigLIP's
   pairwise sigmoid, with learned logit scale (and bias) (``_image_text.py``).
+* ``barlow_twins_loss``: Barlow Twins' cross-correlation loss, global batch statistics (``_barlow_twins.py``).
+* ``vicreg_loss``: VICReg's variance-invariance-covariance loss, global batch statistics (``_vicreg.py``).
+* ``dcl_loss``: decoupled contrastive learning, NT-Xent without the positive in the denominator; DCLW's weights normalised over the global batch (``_dcl.py``).
+* ``negative_cosine_similarity``: SimSiam's -cos (``_negative_cosine.py``).
 
 The contrastive losses are one computation (``_core.py``): every anchor row
 is scored against a set of columns by cosine similarity / temperature, an
@@ -51,10 +55,14 @@ float32 numerics. Bad shapes, dtypes and hyper-parameters raise ValueError at
 trace time.
 """
 
+from contrastive_jax.losses._barlow_twins import barlow_twins_loss
 from contrastive_jax.losses._byol import byol_loss
+from contrastive_jax.losses._dcl import dcl_loss
 from contrastive_jax.losses._image_text import clip_loss, siglip_loss
 from contrastive_jax.losses._info_nce import info_nce
+from contrastive_jax.losses._negative_cosine import negative_cosine_similarity
 from contrastive_jax.losses._nt_xent import nt_xent, nt_xent_with_metrics
 from contrastive_jax.losses._supcon import supcon
+from contrastive_jax.losses._vicreg import vicreg_loss
 
-__all__ = ["nt_xent", "nt_xent_with_metrics", "supcon", "info_nce", "byol_loss", "clip_loss", "siglip_loss"]
+__all__ = ["nt_xent", "nt_xent_with_metrics", "supcon", "info_nce", "byol_loss", "clip_loss", "siglip_loss", "barlow_twins_loss", "vicreg_loss", "dcl_loss", "negative_cosine_similarity"]

@@ -14,7 +14,7 @@ unordered tile pair is computed once (half the matmuls).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,8 @@ def _tile_logits(q_blk: Array, c_chk: Array, self_blk: Array, j0: Array, n_cols:
   Args:
     q_blk: [R, D] temperature-scaled anchors.
     c_chk: [C, D] columns.
-    self_blk: [R] column index excluded for each row (-1: none).
+    self_blk: [R] column index excluded for each row (-1: none), or [R, K]
+      for K excluded columns per row (DCL: the anchor and its positive).
     j0: scalar, global index of the tile's first column.
     n_cols: number of real (unpadded) columns.
 
@@ -53,7 +54,11 @@ def _tile_logits(q_blk: Array, c_chk: Array, self_blk: Array, j0: Array, n_cols:
   """
   s = jnp.dot(q_blk, c_chk.T, preferred_element_type=q_blk.dtype)
   cols = j0 + jnp.arange(c_chk.shape[0], dtype=jnp.int32)
-  valid = (cols[None, :] != self_blk[:, None]) & (cols < n_cols)[None, :]
+  if self_blk.ndim == 1:
+    not_self = cols[None, :] != self_blk[:, None]
+  else:
+    not_self = jnp.all(cols[None, :, None] != self_blk[:, None, :], axis=-1)
+  valid = not_self & (cols < n_cols)[None, :]
   return jnp.where(valid, s, -jnp.inf), cols, valid
 
 
@@ -94,7 +99,7 @@ def _lse_fwd_impl(q, c, self_idx, pos_idx, rows, cols_chunk, with_stats):
   m_cols = c.shape[0]
   n_rb, n_cb = _num_blocks(n, rows), _num_blocks(m_cols, cols_chunk)
   q_t = _pad_rows(q, n_rb * rows).reshape(n_rb, rows, d)
-  self_t = _pad_rows(self_idx, n_rb * rows, -1).reshape(n_rb, rows)
+  self_t = _pad_rows(self_idx, n_rb * rows, -1).reshape(n_rb, rows, *self_idx.shape[1:])
   pos_t = _pad_rows(pos_idx, n_rb * rows, -1).reshape(n_rb, rows)
   c_t = _pad_rows(c, n_cb * cols_chunk).reshape(n_cb, cols_chunk, d)
   j0s = jnp.arange(n_cb, dtype=jnp.int32) * cols_chunk
@@ -133,7 +138,8 @@ def _chunked_lse(q, c, self_idx, pos_idx, rows, cols_chunk, with_stats):
   Args:
     q: [N, D] float32 (or float64) anchors, already divided by the temperature.
     c: [M, D] columns, q's dtype.
-    self_idx: [N] int32 column excluded per row (-1: none).
+    self_idx: [N] int32 column excluded per row (-1: none), or [N, K] for K
+      excluded columns per row.
     pos_idx: [N] int32 positive column per row (only used for stats).
     rows, cols_chunk: static tile sizes.
     with_stats: static; also return metric statistics (no gradient).
@@ -157,7 +163,7 @@ def _chunked_lse_bwd(rows, cols_chunk, with_stats, res, cts):
   m_cols = c.shape[0]
   n_rb, n_cb = _num_blocks(n, rows), _num_blocks(m_cols, cols_chunk)
   q_t = _pad_rows(q, n_rb * rows).reshape(n_rb, rows, d)
-  self_t = _pad_rows(self_idx, n_rb * rows, -1).reshape(n_rb, rows)
+  self_t = _pad_rows(self_idx, n_rb * rows, -1).reshape(n_rb, rows, *self_idx.shape[1:])
   lse_t = _pad_rows(lse, n_rb * rows).reshape(n_rb, rows)
   g_t = _pad_rows(g, n_rb * rows).reshape(n_rb, rows)  # Padded rows: g = 0.
   c_t = _pad_rows(c, n_cb * cols_chunk).reshape(n_cb, cols_chunk, d)
@@ -210,13 +216,19 @@ def _tile_pairs(n_blocks: int) -> tuple[Array, Array]:
   return jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
 
 
-def _sym_tile(u_t: Array, i: Array, j: Array, n: int, shift: float):
-  """Tile (i, j) of U U^T: s [R, R] logits and e = exp(s - shift), 0 off-support."""
+def _sym_tile(u_t: Array, i: Array, j: Array, n: int, shift: float, pos_t: Optional[Array] = None):
+  """Tile (i, j) of U U^T: s [R, R] logits and e = exp(s - shift), 0 off-support.
+
+  With pos_t ([nb, R] positive columns) the positives are off-support too (DCL);
+  pos is an involution, so the mask stays symmetric.
+  """
   rows = u_t.shape[1]
   s = jnp.dot(u_t[i], u_t[j].T, preferred_element_type=u_t.dtype)
   ri = i * rows + jnp.arange(rows, dtype=jnp.int32)
   cj = j * rows + jnp.arange(rows, dtype=jnp.int32)
   valid = (ri[:, None] != cj[None, :]) & (ri < n)[:, None] & (cj < n)[None, :]
+  if pos_t is not None:
+    valid = valid & (pos_t[i][:, None] != cj[None, :])
   return s, valid, jnp.where(valid, jnp.exp(s - shift), 0.0)
 
 
@@ -227,7 +239,7 @@ def _row_col_sums(x: Array, i: Array, j: Array) -> tuple[Array, Array]:
   return jnp.dot(x, ones, preferred_element_type=x.dtype), jnp.where(i != j, col, 0.0)
 
 
-def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
+def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats, exclude_pos):
   """lse_i = logsumexp_{j != i} u_i . u_j over upper-triangular tiles."""
   n, d = u.shape
   nb = _num_blocks(n, rows)
@@ -241,7 +253,7 @@ def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
 
   def step(carry, ij):
     i, j = ij
-    s, valid, e = _sym_tile(u_t, i, j, n, shift)
+    s, valid, e = _sym_tile(u_t, i, j, n, shift, pos_t if exclude_pos else None)
     l = add(carry[0], i, j, _row_col_sums(e, i, j))
     if not with_stats:
       return (l,), None
@@ -264,43 +276,45 @@ def _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats):
   return lse, (neg_max, w / l)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _sym_chunked_lse(u, pos_idx, shift, rows, with_stats):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _sym_chunked_lse(u, pos_idx, shift, rows, with_stats, exclude_pos):
   """lse_i = logsumexp_{j != i} u_i . u_j without building U U^T.
 
   Args:
     u: [N, D] float32 (or float64) rows, unit embeddings times sqrt(1 / temperature).
-    pos_idx: [N] int32 positive column per row, an involution (stats only).
+    pos_idx: [N] int32 positive column per row, an involution (stats and exclude_pos only).
     shift: static float >= every |u_i . u_j| (1 / temperature), with
       exp(-2 * shift) a normal float32.
     rows: static tile size.
     with_stats: static; also return metric statistics (no gradient).
+    exclude_pos: static; also leave each row's positive out of its lse (DCL).
 
   Returns:
     (lse [N], stats) as ``_chunked_lse``.
   """
-  return _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats)
+  return _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats, exclude_pos)
 
 
-def _sym_chunked_lse_fwd(u, pos_idx, shift, rows, with_stats):
-  out = _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats)
-  return out, (u, out[0])
+def _sym_chunked_lse_fwd(u, pos_idx, shift, rows, with_stats, exclude_pos):
+  out = _sym_lse_fwd_impl(u, shift, pos_idx, rows, with_stats, exclude_pos)
+  return out, (u, out[0], pos_idx)
 
 
-def _sym_chunked_lse_bwd(shift, rows, with_stats, res, cts):
+def _sym_chunked_lse_bwd(shift, rows, with_stats, exclude_pos, res, cts):
   del with_stats
-  u, lse = res
+  u, lse, pos_idx = res
   g = cts[0]
   n, d = u.shape
   nb = _num_blocks(n, rows)
   u_t = _pad_rows(u, nb * rows).reshape(nb, rows, d)
   # softmax_rc = e_rc * exp(shift - lse_r); fold g_r into that row factor.
   a_t = _pad_rows(g * jnp.exp(shift - lse), nb * rows).reshape(nb, rows)
+  pos_t = _pad_rows(pos_idx, nb * rows, -1).reshape(nb, rows) if exclude_pos else None
   ii, jj = _tile_pairs(nb)
 
   def step(du, ij):
     i, j = ij
-    _, _, e = _sym_tile(u_t, i, j, n, shift)
+    _, _, e = _sym_tile(u_t, i, j, n, shift, pos_t)
     # d(sum_r g_r lse_r)/dU = (A + A^T) U with A_rc = g_r softmax_rc; the
     # (i, j) tile of A + A^T is w below, the (j, i) tile is w^T.
     # A diagonal tile is visited once but holds both (r, c) and (c, r).

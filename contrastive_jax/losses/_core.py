@@ -133,7 +133,7 @@ def _scaled(anchors: Array, temperature: Any) -> Array:
 def _row_lse(
     anchors: Array, columns: Array, self_idx: Optional[Array], *,
     temperature: Any, chunk_size: Optional[int], symmetric: bool = False,
-    pos_idx: Optional[Array] = None, with_stats: bool = False,
+    pos_idx: Optional[Array] = None, with_stats: bool = False, exclude_pos: bool = False,
 ) -> tuple[Array, Optional[tuple[Array, Array]]]:
   """lse_i = logsumexp_{j != self_idx_i} anchors_i . columns_j / temperature.
 
@@ -148,9 +148,12 @@ def _row_lse(
       the batch against itself); the chunked path then visits each symmetric
       tile pair once (when the temperature is a number >=
       _MIN_FIXED_SHIFT_TEMPERATURE).
-    pos_idx: [N] int32 positive column per anchor; only read with_stats.
+    pos_idx: [N] int32 positive column per anchor; only read with_stats or
+      exclude_pos.
     with_stats: also return (max logit over the negatives, E_softmax[logit]),
       both [N] and without gradient (metrics).
+    exclude_pos: also leave column pos_idx_i out of row i's lse, so the sum
+      runs over the negatives only (DCL).
 
   Returns:
     (lse [N] in the anchors' dtype, stats or None).
@@ -167,6 +170,8 @@ def _row_lse(
     logits = jnp.dot(q, columns.T, preferred_element_type=dtype)  # [N, M]
     col_ids = jnp.arange(m_cols, dtype=jnp.int32)
     valid = col_ids[None, :] != self_idx[:, None]
+    if exclude_pos:
+      valid = valid & (col_ids[None, :] != pos_idx[:, None])
     logits = jnp.where(valid, logits, -jnp.inf)
     lse = jax.nn.logsumexp(logits, axis=-1)  # [N]
     if not with_stats:
@@ -181,11 +186,13 @@ def _row_lse(
   if symmetric and t_static is not None and t_static >= _MIN_FIXED_SHIFT_TEMPERATURE:
     inv_t = 1.0 / t_static
     u = anchors * np.asarray(np.sqrt(inv_t), dtype)
-    lse, stats = _sym_chunked_lse(u, pos_idx, inv_t, min(chunk_size, n), with_stats)
+    lse, stats = _sym_chunked_lse(u, pos_idx, inv_t, min(chunk_size, n), with_stats, exclude_pos)
   else:
     rows = min(chunk_size, n)
     cols_chunk = min(chunk_size, m_cols)
-    lse, stats = _chunked_lse(q, columns, self_idx, pos_idx, rows, cols_chunk, with_stats)
+    # [N, 2] excluded columns per row when the positive is left out too.
+    excluded = jnp.stack([self_idx, pos_idx], axis=1) if exclude_pos else self_idx
+    lse, stats = _chunked_lse(q, columns, excluded, pos_idx, rows, cols_chunk, with_stats)
   return lse, (jax.lax.stop_gradient(stats) if with_stats else None)
 
 
