@@ -1,24 +1,19 @@
 """`config.data.on_device`: the split placed once on every device, each batch gathered there.
 
-The batches must be those of the host path (`data.TrainIterator`), bit for bit, on any mesh, and
-training on them must be the same run.
+The batches must be those of the host path (`data.TrainIterator`), bit for bit, on any mesh. That
+training on them is the same run, resumed from a host-fed checkpoint, is
+tests/test_train.py::test_a_run_keeps_its_last_checkpoints_resumes_exactly_and_stops_at_a_nan.
 """
 
-import pathlib
-import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from contrastive_jax import cli
 from contrastive_jax import data as data_lib
 from contrastive_jax import parallel
 from contrastive_jax import sources
-from contrastive_jax import train as train_lib
-from contrastive_jax import writers
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 N, B = 40, 8  # 5 steps per epoch
 
 
@@ -95,25 +90,3 @@ def test_on_device_setting_errors_say_why(setting, dataset, nbytes, match):
       np.asarray(["a.jpg"]), np.zeros(1, np.int32), 1, "folder:x/train", files=True)
   with pytest.raises(ValueError, match=match):
     data_lib.resolve_on_device(setting, ds, nbytes, _Device("gpu", 2**30))
-
-
-@pytest.mark.slow
-def test_training_on_device_equals_the_host_path_and_resumes(image_folder, tmp_path):
-  """6 steps (1.5 epochs of the 64-image folder at batch 16) on the device == on the host, to the bit;
-  so does a resume from step 3 on the device."""
-  overrides = {"num_steps": 6, "checkpoint_every_steps": 3, "data.image_folder": str(image_folder)}
-  config = lambda on_device: cli.load_config(str(ROOT / "experiments" / "cifar10_simclr.py") + ":test",
-                                             **{**overrides, "data.on_device": on_device})
-  losses = {}
-  for name in ("false", "true"):
-    train_lib.train_and_evaluate(config(name), str(tmp_path / name))
-    losses[name] = {m["step"]: m["loss"] for m in writers.read_metrics(tmp_path / name)}
-  assert sorted(losses["true"]) == [1, 2, 3, 4, 5, 6]
-  assert losses["true"] == losses["false"]
-  resumed = tmp_path / "resumed"
-  shutil.copytree(tmp_path / "true", resumed)
-  shutil.rmtree(resumed / "checkpoints" / "6")
-  (resumed / "metrics.jsonl").write_text("")
-  train_lib.train_and_evaluate(config("true"), str(resumed))
-  got = {m["step"]: m["loss"] for m in writers.read_metrics(resumed)}
-  assert got == {s: losses["false"][s] for s in (4, 5, 6)}

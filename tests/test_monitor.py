@@ -1,4 +1,8 @@
-"""The kNN monitor of pretraining: evaluate's kNN with the current encoder, every N epochs."""
+"""The kNN monitor of pretraining: evaluate's kNN with the current encoder, every N epochs.
+
+That a run writes `knn_top1` per epoch and that the last equals `evaluate`'s on the final
+checkpoint is tests/test_gpu_accuracy_script.py (the dry run of the GPU accuracy script).
+"""
 
 import pathlib
 
@@ -6,35 +10,16 @@ import numpy as np
 import pytest
 
 from contrastive_jax import cli
-from contrastive_jax import evaluate
 from contrastive_jax import models
 from contrastive_jax import monitor as monitor_lib
 from contrastive_jax import parallel
 from contrastive_jax import sources
-from contrastive_jax import train as train_lib
-from contrastive_jax import writers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _config(**overrides):
   return cli.load_config(str(ROOT / "experiments" / "cifar10_simclr.py") + ":test", **overrides)
-
-
-@pytest.mark.slow
-def test_monitor_writes_knn_per_epoch_and_equals_evaluate_at_the_end(image_folder, tmp_path):
-  """2 epochs of 4 steps, the monitor every epoch: rows at steps 4 and 8 with their epochs, and the
-  last one equals `evaluate`'s kNN of the final checkpoint (the same code on the same weights)."""
-  config = _config(**{"num_steps": 8, "checkpoint_every_steps": 8, "data.image_folder": str(image_folder),
-                      "eval.knn_every_epochs": 1, "eval.baselines": False})
-  train_lib.train_and_evaluate(config, str(tmp_path))
-  rows = [m for m in writers.read_metrics(tmp_path) if "knn_top1" in m]
-  assert [(m["step"], m["epoch"]) for m in rows] == [(4, 1.0), (8, 2.0)]
-  assert all(0.0 <= m["knn_top1"] <= 1.0 and m["knn_seconds"] > 0 for m in rows)
-  assert all("loss" in m for m in rows)  # the monitor's row is the log step's row
-  results = evaluate.run_evaluation(config, str(tmp_path))
-  assert results["checkpoint_step"] == 8
-  assert rows[-1]["knn_top1"] == pytest.approx(results["knn_top1"], abs=1e-9)
 
 
 def test_monitor_runs_every_n_epochs_and_after_the_last_step(image_folder):

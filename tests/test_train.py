@@ -56,7 +56,8 @@ def test_a_run_keeps_its_last_checkpoints_resumes_exactly_and_stops_at_a_nan(ima
   """One straight 6-step run (a checkpoint every step, the last 4 kept) is the reference for three contracts.
 
   - Its files: config.json, TensorBoard events, metrics rows with every key; checkpoints 3-6 only.
-  - A resume from step 3, as if the run died right after saving it: steps 4-6 equal the straight run's.
+  - A resume from step 3, as if the run died right after saving it, with the batches gathered on the
+    device (`config.data.on_device`): steps 4-6 equal the straight host-fed run's, to the bit.
   - A NaN learning rate from there on: the run stops at step 7 naming the last good checkpoint, 6,
     and leaves the checkpoints as they were.
   """
@@ -79,7 +80,7 @@ def test_a_run_keeps_its_last_checkpoints_resumes_exactly_and_stops_at_a_nan(ima
   for step in (4, 5, 6):
     shutil.rmtree(resumed / "checkpoints" / str(step))
   (resumed / "metrics.jsonl").write_text("")
-  summary = train_lib.train_and_evaluate(config, str(resumed))
+  summary = train_lib.train_and_evaluate(_test_config(**overrides, **{"data.on_device": "true"}), str(resumed))
   got = {m["step"]: m["loss"] for m in writers.read_metrics(resumed)}
   assert sorted(got) == [4, 5, 6] and summary["last_step"] == 6
   # The same program on the same machine and inputs: the same float32 arithmetic, to the bit.
