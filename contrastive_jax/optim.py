@@ -274,8 +274,9 @@ def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], 
   (`lars(..., clip_lr=True)`). "sgd": SGD with momentum whose weight decay covers every parameter
   but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
   "adamw": AdamW decaying every parameter but the probe (MoCo v3's ViT recipe).
-  `frozen`: params -> bools, the parameters the model keeps frozen (`models.frozen_params(config)`):
-  no update, no weight decay, no optimiser state.
+  With config.predictor_fixed_lr the predictor's parameters get the same optimiser at the constant
+  peak rate (SimSiam). `frozen`: params -> bools, the parameters the model keeps frozen
+  (`models.frozen_params(config)`): no update, no weight decay, no optimiser state.
   """
   spe = data_lib.steps_per_epoch(num_examples, config.batch_size)
   peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
@@ -284,6 +285,20 @@ def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], 
   if warmup >= steps:  # a short run (num_steps override) keeps a proportionate warmup
     warmup = steps // 10
   schedule = warmup_cosine_schedule(peak, steps, warmup)
+  tx = _base_optimizer(config, schedule)
+  if config.get("predictor_fixed_lr", False):
+    # SimSiam's "fix lr" (section 4.2): the predictor keeps the peak rate, no warmup or decay
+    # (solo-learn's static_lr); the same optimiser on its own state.
+    labels = lambda p: {k: jax.tree.map(lambda _: "fixed" if k == "predictor" else "train", v) for k, v in p.items()}
+    tx = optax.multi_transform({"train": tx, "fixed": _base_optimizer(config, optax.constant_schedule(peak))}, labels)
+  if frozen is not None:
+    labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "train", frozen(p))
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+  return tx, schedule
+
+
+def _base_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """config.optimizer on `schedule` (create_optimizer's docstring)."""
   name = config.get("optimizer", "lars")
   if name == "lars":
     tx = lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum,
@@ -298,7 +313,4 @@ def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], 
                b2=config.get("adam_b2", 0.999), exclude=exclude_by_name("probe"), decay_1d=True)
   else:
     raise ValueError(f"unknown config.optimizer {name!r}; use 'lars', 'sgd' or 'adamw'.")
-  if frozen is not None:
-    labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "train", frozen(p))
-    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
-  return tx, schedule
+  return tx

@@ -59,6 +59,9 @@ _ADDED_SINCE_THE_GROUPS: dict[str, Any] = {
     "lars_clip_lr": False,  # LARS without solo-learn's clipped rate
     "data.on_device": "false",  # batches from the host
     "eval.knn_every_epochs": 0,  # no kNN monitor
+    "predictor_fixed_lr": False,  # the predictor on the schedule
+    "loss": "nt_xent",  # simclr's loss
+    "dcl_sigma": 0.5,
 }
 _RESNET = ("depth", "width_multiplier", "base_width", "cifar_stem", "zero_init_residual", "conv_impl")
 _VIT = {"vit_variant": "variant", "patch_size": "patch_size", "posemb": "posemb", "pool": "pool",

@@ -190,14 +190,15 @@ def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, s
         m["probe_acc"] = mean(jnp.sum(jnp.where(valid, jnp.argmax(logits, -1) == labels, False))) / n_valid
         total = total + probe_loss
       m["loss"] = loss
-      return total, (batch_stats, m)
+      return total, (batch_stats, m, jax.lax.stop_gradient(out))
 
-    grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, (batch_stats, metrics, online) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     method_state = state.method_state
     if method.update is not None:
-      method_state = method.update(state.method_state, params, target_stats, target, state.step)
+      method_state = method.update(state.method_state, params, target_stats, target, online, batch["label"],
+                                   state.step)
     metrics = jax.tree.map(lambda x: x.astype(dtype), metrics)
     metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     metrics["grad_norm"] = optax.tree.norm(grads)

@@ -71,3 +71,11 @@ def asymmetric_views(config: ml_collections.ConfigDict) -> None:
   config.augment.blur_p = 0.0
   config.augment.views = ({}, {"solarize_p": 0.2})
   weak_jitter(config)
+
+
+def three_layer_projector(config: ml_collections.ConfigDict, hidden_dim: int, out_dim: int) -> None:
+  """solo-learn's 3-layer projector (Barlow Twins, VICReg, SimSiam, NNCLR): (Linear - BN - ReLU) x 2, Linear."""
+  config.model.head.num_layers = 3
+  config.model.head.hidden_dim = hidden_dim
+  config.model.proj_dim = out_dim
+  config.model.head.last_bn = False

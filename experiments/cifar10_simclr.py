@@ -42,20 +42,23 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.augment.views = MULTICROP_VIEWS
     return config
   config = ml_collections.ConfigDict()
-  config.method = "simclr"           # contrastive_jax/methods/: simclr, supcon, moco_v2, moco_v3, byol
+  config.method = "simclr"           # contrastive_jax/methods/ (METHODS): simclr, supcon, moco_v2, byol, nnclr, ...
   config.seed = 0
   config.batch_size = 512            # source images per step (global); each gives two views
   config.num_epochs = 1000
   config.num_steps = 0               # > 0 overrides num_epochs
   config.warmup_epochs = 10.0
-  config.optimizer = "lars"          # lars (SimCLR's masks) or sgd
+  config.optimizer = "lars"          # lars (SimCLR's masks), sgd or adamw
   config.learning_rate = 1.0         # base rate, scaled by lr_scaling
   config.lr_scaling = "linear"       # linear: base * B / 256; sqrt: base * sqrt(B)
   config.weight_decay = 1e-4
   config.momentum = 0.9
   config.trust_coefficient = 1e-3
   config.lars_clip_lr = False        # True: solo-learn's LARS, layer rate min(trust ratio, lr) (LARC's clip)
+  config.predictor_fixed_lr = False  # True: the predictor at the peak rate throughout (SimSiam's "fix lr")
   config.temperature = 0.5
+  config.loss = "nt_xent"            # simclr's loss: nt_xent, dcl or dclw (Yeh et al. 2022; losses.dcl_loss)
+  config.dcl_sigma = 0.5             # dclw's weighting width
   config.loss_chunk_size = 0         # > 0: chunked NT-Xent, memory linear in the batch
 
   # Each group is its module's keyword arguments (contrastive_jax/models/); what a group leaves out
@@ -162,6 +165,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.num_steps = 4
     config.warmup_epochs = 0.0
     config.model.encoder.base_width = 8
+    config.model.encoder.depth = 10
     # Tiny models compile fastest with XLA's convolutions; the GEMM lowerings
     # have their own tests (tests/test_conv_impl.py, including under shard_map).
     config.model.encoder.conv_impl = "xla"

@@ -31,6 +31,23 @@ from PIL import Image  # noqa: E402
 SHARED_CIFAR10 = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 
 
+def pytest_addoption(parser):
+  parser.addoption("--proofs", action="store_true",
+                   help="run only the tests marked `proof` (the per-method exactness matrix, multi-process and "
+                        "GPU-script proofs), which the default run leaves out; CI (.ci/run) runs both")
+
+
+def pytest_collection_modifyitems(config, items):
+  """The default run leaves out the `proof` tests; `--proofs` runs only them (docs/testing.md)."""
+  proofs = config.getoption("--proofs")
+  keep, drop = [], []
+  for item in items:
+    (keep if (item.get_closest_marker("proof") is not None) == proofs else drop).append(item)
+  if drop:
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
 def pytest_xdist_auto_num_workers(config):
   """`-n auto`: one worker per core, at most 4 (each holds 8 fake devices and a JAX runtime)."""
   del config

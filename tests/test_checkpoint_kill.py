@@ -33,7 +33,7 @@ CONFIG = str(ROOT / "experiments" / "cifar10_simclr.py")
 TMP = ".orbax-checkpoint-tmp"  # orbax.checkpoint._src.path.atomicity_types.TMP_DIR_SUFFIX
 STEPS = 6
 
-pytestmark = pytest.mark.slow  # every test here trains, kills and resumes runs
+pytestmark = [pytest.mark.slow, pytest.mark.proof]  # every test here trains, kills and resumes runs
 
 
 def _tmp_dirs(ckpt_dir: pathlib.Path) -> list[str]:

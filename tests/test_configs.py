@@ -17,7 +17,9 @@ IMAGENET = sorted(glob.glob(os.path.join(ROOT, "experiments", "imagenet_*.py")))
 EXTRA = [f"{ROOT}/experiments/cifar10_moco_v3.py:{p}" for p in ("vit", "vit_cpu", "vit_test")] + [
     f"{ROOT}/experiments/imagenet_moco_v3.py:{p}" for p in ("vit_small", "vit_base")] + [
     f"{ROOT}/experiments/cifar10_simclr.py:{p}" for p in ("multicrop", "multicrop_cpu", "multicrop_test")] + [
-    f"{ROOT}/experiments/imagenet_simclr.py:multicrop"]
+    f"{ROOT}/experiments/imagenet_simclr.py:multicrop"] + [
+    f"{ROOT}/experiments/imagenet_{m}.py:{p}" for m, p in (("barlow_twins", "300ep"), ("vicreg", "100ep"),
+                                                           ("simsiam", "800ep"), ("dcl", "1000ep"))]
 SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test", "gpu200")] + EXTRA
          + [p for p in IMAGENET] + [f"{p}:{preset}" for p in IMAGENET for preset in ("unknown",)])
 

@@ -139,6 +139,7 @@ def test_resnet18_gemm_convs_equal_xla(impl, cifar_stem, size):
   _assert_close(jax.jit(gemm.apply)(variables, x), jax.jit(xla.apply)(variables, x))
 
 
+@pytest.mark.slow
 def test_simclr_model_passes_conv_impl_and_bf16_works():
   impl = "winograd"
   encoder = {"name": "resnet", "depth": 18, "cifar_stem": True, "base_width": 8}

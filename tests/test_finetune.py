@@ -72,6 +72,7 @@ def test_fine_tuning_from_a_pretrained_like_init_beats_scratch():
   assert fine_tuned >= 0.8, fine_tuned
 
 
+@pytest.mark.slow
 def test_guard_stops_an_absurd_learning_rate_and_names_it():
   config = _config()
   model, variables, _ = evaluate.load_model(config, None, NUM_CLASSES, image_size=16)

@@ -26,6 +26,7 @@ def test_an_unknown_method_lists_the_known_ones(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 def test_dry_run_pretrains_evaluates_and_records_without_tensorflow(image_folder, tmp_path):
   proc = _run(["--dry-run", "simclr"], tmp_path, DATA=str(image_folder), PEER="0")
   out = tmp_path / "out"

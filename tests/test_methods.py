@@ -28,11 +28,18 @@ from contrastive_jax.checkpoint import Checkpointer
 from cli_runner import free_port, launch_2x2, run_cli, wait_ok
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NEW_METHODS = ("supcon", "moco_v2", "moco_v3", "byol")
+NEW_METHODS = ("supcon", "moco_v2", "moco_v3", "byol", "barlow_twins", "vicreg", "simsiam", "nnclr")
 # Each method, and MoCo v3 with a ViT encoder (its `vit_test` preset).
 CASES = NEW_METHODS + ("moco_v3_vit",)
-# The step test also runs SimCLR and multi-crop (2 x 32 px + small 16 px crops): SimCLR's and BYOL's.
-STEP_CASES = ("simclr",) + CASES + ("simclr_multicrop", "byol_multicrop")
+# The step test also runs SimCLR, its DCL and DCLW losses, and multi-crop (2 x 32 px + small 16 px
+# crops): SimCLR's and BYOL's.
+STEP_CASES = ("simclr", "dcl", "dclw") + CASES + ("simclr_multicrop", "byol_multicrop")
+SIGTERM_CASES = CASES + ("simclr_multicrop",)
+
+
+def _matrix(cases, representative):
+  """Every case as a `proof` (`pytest --proofs`, CI) but the representative, which the default run keeps."""
+  return [pytest.param(c, marks=() if c == representative else pytest.mark.proof) for c in cases]
 
 
 def _config(name: str, **overrides):
@@ -40,6 +47,8 @@ def _config(name: str, **overrides):
     return cli.load_config(str(ROOT / "experiments" / "cifar10_moco_v3.py") + ":vit_test", **overrides)
   if name == "simclr_multicrop":
     return cli.load_config(str(ROOT / "experiments" / "cifar10_simclr.py") + ":multicrop_test", **overrides)
+  if name in ("dcl", "dclw"):
+    return cli.load_config(str(ROOT / "experiments" / "cifar10_dcl.py") + ":test", loss=name, **overrides)
   if name == "byol_multicrop":
     config = _config("byol", **overrides)
     config.augment.views = (*config.augment.views, *[{"image_size": 16, "crop_area_range": (0.05, 0.14)}] * 2)
@@ -73,9 +82,11 @@ def test_every_method_has_a_config_and_a_method():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method_name", STEP_CASES)
+@pytest.mark.parametrize("method_name", _matrix(STEP_CASES, "nnclr"))
 def test_step_8_devices_equals_1_device(method_name):
-  """One step on 8 devices with b images each == 1 device with 8b: loss, probe, params, BN, EMA target and queue.
+  """Two steps on 8 devices with b images each == 1 device with 8b: loss, probe, params, BN, EMA target, queue
+  and support set. The second step reads the state the first left: MoCo's queued keys, NNCLR's
+  neighbours from the support set that the first step filled from the global batch.
 
 With the test presets' XLA convolutions; that the Winograd convolutions (conv_impl="auto" on
 CPUs) give the global kernel gradient under shard_map is
@@ -102,15 +113,18 @@ def _check_step_8_devices_equals_1_device(method_name):
     built = train_lib.build_step(config, mesh, num_examples=64, num_classes=4, donate=False)
     fn, method = built.step, built.method
     state0 = state = built.init(train_lib.init_key(1))
-    results.append(fn(state, jax.device_put(batch, parallel.data_sharding(mesh)), jax.random.key(7)))
+    sharded = jax.device_put(batch, parallel.data_sharding(mesh))
+    for _ in range(2):
+      state, metrics = fn(state, sharded, jax.random.key(7))
+    results.append((state, metrics))
   (s8, m8), (s1, m1) = results
   np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
   assert np.isfinite(float(m1["loss"])) and float(m1["loss"]) != 0.0
   assert config.model.online_probe
   np.testing.assert_allclose(m8["probe_loss"], m1["probe_loss"], rtol=1e-5)
-  assert int(s8.step) == int(s1.step) == 1
+  assert int(s8.step) == int(s1.step) == 2
   _close(s8.params, s1.params, 1e-4, "params")
-  # The step moved the parameters (the comparison above is not of two untouched copies).
+  # The steps moved the parameters (the comparison above is not of two untouched copies).
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state0.params)))
   _close(s8.batch_stats, s1.batch_stats, 1e-4, "batch_stats")
   if method.update is not None:
@@ -120,11 +134,18 @@ def _check_step_8_devices_equals_1_device(method_name):
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(t0["params"]), jax.tree.leaves(t1["params"])))
     assert any(not np.allclose(a, b)
                for a, b in zip(jax.tree.leaves(t0["batch_stats"]), jax.tree.leaves(t1["batch_stats"])))
-  if method_name == "moco_v2":  # the global batch's keys went in at the pointer, in global-batch order
+  if method_name == "moco_v2":  # each step's global keys went in at the pointer, in global-batch order
     queue = np.asarray(s1.method_state["queue"])
-    assert int(s1.method_state["queue_ptr"]) == 16
-    np.testing.assert_allclose(np.linalg.norm(queue[:, :16], axis=-1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(queue[:, 16:], np.asarray(state0.method_state["queue"])[:, 16:])
+    assert int(s1.method_state["queue_ptr"]) == 32
+    np.testing.assert_allclose(np.linalg.norm(queue[:, :32], axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(queue[:, 32:], np.asarray(state0.method_state["queue"])[:, 32:])
+  if method_name == "nnclr":  # each step's global batch of view-1 projections and its labels, in order
+    support, labels = (np.asarray(s1.method_state[k]) for k in ("support", "support_labels"))
+    assert int(s1.method_state["support_ptr"]) == 32
+    np.testing.assert_allclose(np.linalg.norm(support[:32], axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(support[32:], np.asarray(state0.method_state["support"])[32:])
+    np.testing.assert_array_equal(labels, np.concatenate([batch["label"]] * 2 + [np.full(32, -1)]))
+    np.testing.assert_allclose(m8["nn_acc"], m1["nn_acc"], rtol=1e-6)
 
 
 def _sigterm_at(monkeypatch, batch_number: int):
@@ -148,7 +169,7 @@ def _final_state(workdir: pathlib.Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method_name", CASES + ("simclr_multicrop",))
+@pytest.mark.parametrize("method_name", _matrix(SIGTERM_CASES, "byol"))
 def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folder, tmp_path, monkeypatch):
   """SIGTERM after step 2, rerun the same command: the losses and the final state, EMA and queue included,
   equal a run that was never interrupted, to the bit."""
@@ -168,7 +189,8 @@ def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folde
   assert got == want
   (step_a, a), (step_b, b) = _final_state(tmp_path / "straight"), _final_state(tmp_path / "stopped")
   assert step_a == step_b == 5
-  assert set(a) == set(b) and ("method_state" in a) == (method_name not in ("supcon", "simclr_multicrop"))
+  stateless = ("supcon", "simclr_multicrop", "barlow_twins", "vicreg", "simsiam")
+  assert set(a) == set(b) and ("method_state" in a) == (method_name not in stateless)
   _equal(b, a, "final state")
   if method_name == "byol":  # the evaluate command reads the online encoder of a method with a predictor and target
     config.eval.baselines = False
@@ -177,6 +199,7 @@ def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folde
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 def test_moco_v2_two_processes_equal_one_process(image_folder, tmp_path):
   """2 processes x 2 devices == 1 process x 4 devices: losses, parameters, the EMA target and the queue,
   which holds the keys of every device of every process (solo-learn #229 filled it from one GPU).
@@ -214,6 +237,23 @@ def test_unknown_method_names_the_known_ones():
 def test_a_queue_the_global_batch_does_not_divide_is_rejected_with_sizes_that_work():
   config = _config("moco_v2", batch_size=48, **{"moco.queue_size": 1000})
   with pytest.raises(ValueError, match=r"multiple of the global batch size 48.*\[960, 1008, 1056\]"):
+    methods_lib.create(config, total_steps=10, axis_name=None)
+
+
+def test_an_nnclr_support_set_smaller_than_the_global_batch_names_both_sizes():
+  config = _config("nnclr", batch_size=48, **{"nnclr.queue_size": 32})
+  with pytest.raises(ValueError, match=r"queue_size = 32.*config.batch_size = 48.*\[48, 96\]"):
+    methods_lib.create(config, total_steps=10, axis_name=None)
+
+
+def test_dcl_takes_two_views_and_known_losses():
+  config = _config("dcl")
+  assert (config.method, config.loss) == ("simclr", "dcl")
+  config.loss = "dcl_v9"
+  with pytest.raises(ValueError, match=r"unknown config.loss 'dcl_v9'.*'nt_xent', 'dcl', 'dclw'"):
+    methods_lib.create(config, total_steps=10, axis_name=None)
+  config = cli.load_config(str(ROOT / "experiments" / "cifar10_simclr.py") + ":multicrop_test", loss="dcl")
+  with pytest.raises(ValueError, match="takes 2 views"):
     methods_lib.create(config, total_steps=10, axis_name=None)
 
 

@@ -65,6 +65,7 @@ def test_adding_small_crops_leaves_the_large_views_as_they_were():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_simclr_multicrop_step_runs_and_is_the_supcon_loss_without_labels():
   config = _config()
   model = models.create_model(config, num_classes=4, axis_name=None)

@@ -199,10 +199,33 @@ def test_create_optimizer_passes_lars_clip_lr():
     ("cifar10_byol.py", True), ("cifar10_byol.py:cpu", True), ("cifar10_moco_v3.py", True),
     ("cifar10_moco_v3.py:test", True), ("cifar10_moco_v3.py:vit", False), ("cifar10_simclr.py", False),
     ("cifar10_moco_v2.py", False), ("cifar10_supcon.py", False), ("imagenet_byol.py", False),
-    ("imagenet_moco_v3.py", False)])
+    ("imagenet_moco_v3.py", False), ("cifar10_barlow_twins.py", True), ("cifar10_vicreg.py", True),
+    ("cifar10_nnclr.py", True), ("cifar10_simsiam.py", False), ("imagenet_barlow_twins.py", False)])
 def test_solo_learn_lars_presets_clip_the_rate(spec, clip):
   """The presets whose solo-learn yaml sets optimizer.kwargs.clip_lr and uses LARS, and only those."""
   assert cli.load_config(f"experiments/{spec}").lars_clip_lr is clip
+
+
+def test_the_predictor_keeps_the_peak_rate_with_predictor_fixed_lr():
+  """SimSiam's "fix lr": the predictor's update is SGD at the constant peak rate; the rest follows the
+  warmup + cosine schedule, here at step 0 of a warmup, i.e. rate 0."""
+  config = cli.load_config("experiments/cifar10_simsiam.py:test", warmup_epochs=1.0, num_steps=0, num_epochs=4)
+  assert config.predictor_fixed_lr and config.optimizer == "sgd"
+  params = {**_params(), "predictor": {"dense0": {"kernel": jnp.ones((3, 3))}, "bn0": {"scale": jnp.ones(3)}}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  tx, schedule = optim.create_optimizer(config, num_examples=64)
+  peak = optim.scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
+  assert float(schedule(0)) == 0.0 < peak
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  # SGD's first step: -lr (g + wd w), momentum buffer = that gradient.
+  want = -peak * (0.5 + config.weight_decay * 1.0)
+  for leaf in jax.tree.leaves(updates["predictor"]):
+    np.testing.assert_allclose(leaf, want, rtol=1e-6)
+  assert all(not np.any(leaf) for leaf in jax.tree.leaves({k: v for k, v in updates.items() if k != "predictor"}))
+  config.predictor_fixed_lr = False
+  tx, _ = optim.create_optimizer(config, num_examples=64)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  assert not any(np.any(leaf) for leaf in jax.tree.leaves(updates))
 
 
 def test_warmup_cosine_schedule():

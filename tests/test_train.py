@@ -123,6 +123,7 @@ def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 def test_two_processes_sigterm_to_one_saves_the_same_step_and_resumes_exactly(image_folder, tmp_path):
   """2 processes x 2 CPU devices (gloo), SIGTERM to process 1 only.
 

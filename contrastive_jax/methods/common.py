@@ -9,7 +9,7 @@ calls in a fixed order:
      state) runs on every large view in train mode, synchronised BN, no gradient;
   3. the online model runs on every view, and `loss(online, target, state, labels, step)`
      gives the local loss (its pmean over the data axis is the global loss) and metrics;
-  4. after the optimiser update, `update(state, params, target_stats, target, step)`
+  4. after the optimiser update, `update(state, params, target_stats, target, online, labels, step)`
      gives the new method state (EMA parameters, a queue), identical on every device.
 
 Outputs are dicts of per-view tuples: `online["projection"][v]` is view v's [b, D]
@@ -48,8 +48,9 @@ class Method:
       are already global means. labels: int32 [b], -1 where unknown.
     init_state: `(params, batch_stats, key) -> state` for the method's state without
       gradients ({} when it has none).
-    update: `(state, params, target_batch_stats, target, step) -> state` after the
-      optimiser update; None: the state never changes.
+    update: `(state, params, target_batch_stats, target, online, labels, step) -> state` after
+      the optimiser update, `online` being this step's online outputs (no gradient) and labels
+      int32 [b]; None: the state never changes.
     target: whether a momentum target (state[TARGET]) runs on the views.
     per_view_bn: the networks see each view as its own batch (BN statistics per view, as
       solo-learn's MoCo and BYOL); False: all views as one batch (SimCLR, SupCon).
@@ -139,8 +140,8 @@ def momentum_target(base_momentum: float, final_momentum: float, total_steps: in
     del key
     return {TARGET: target_from_online(params, batch_stats)}
 
-  def update(state, params, target_batch_stats, target, step):
-    del target
+  def update(state, params, target_batch_stats, target, online, labels, step):
+    del target, online, labels
     momentum = cosine_momentum(base_momentum, final_momentum, step, total_steps)
     return {**state, TARGET: updated_target(state, params, target_batch_stats, momentum)}
 

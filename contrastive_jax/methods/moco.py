@@ -70,14 +70,14 @@ def make_v2(*, temperature: float, queue_size: int, global_batch: int, proj_dim:
                               axis_name=axis_name, chunk_size=chunk_size) for a, b in pairs]
     return sum(values) / len(values), {}
 
-  def update(state, params, target_batch_stats, target, step):
+  def update(state, params, target_batch_stats, target, online, labels, step):
     keys = [target["projection"][v] for v in ((0, 1) if symmetric else (1,))]
     keys = [gather_rows(k, axis_name) for k in keys]  # every device's keys, in global-batch order
     keys = jnp.stack([k / jnp.maximum(jnp.linalg.norm(k, axis=-1, keepdims=True), 1e-12) for k in keys])
     ptr = state[QUEUE_PTR]
     zero = jnp.zeros((), ptr.dtype)
     queue = jax.lax.dynamic_update_slice(state[QUEUE], keys.astype(jnp.float32), (zero, ptr, zero))
-    return {**target_update(state, params, target_batch_stats, target, step), QUEUE: queue,
+    return {**target_update(state, params, target_batch_stats, target, online, labels, step), QUEUE: queue,
             QUEUE_PTR: (ptr + global_batch) % queue_size}
 
   return Method(name="moco_v2", num_views=2, loss=loss, init_state=init_state, update=update, target=True,

@@ -44,6 +44,7 @@ ModuleDef = Callable[..., nn.Module]
 
 # depth -> (block type, blocks per stage)
 _STAGES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
+    10: ("basic", (1, 1, 1, 1)),  # one block per stage (timm's resnet10t layout): small models, fast tests
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
@@ -154,7 +155,7 @@ class ResNet(nn.Module):
   """ResNet v1 encoder returning globally average-pooled features h.
 
   Attributes:
-    depth: one of 18, 34 (basic blocks), 50, 101, 152, 200 (bottlenecks).
+    depth: one of 10, 18, 34 (basic blocks), 50, 101, 152, 200 (bottlenecks).
     width_multiplier: positive int scaling every channel width (SimCLR 1x/2x/4x).
     cifar_stem: 3x3 stride-1 stem conv without max-pool (for <= 32 px images)
       instead of 7x7/2 conv + BN + ReLU + 3x3/2 max-pool.
