@@ -106,6 +106,7 @@ def test_gemm_conv_module_has_nn_conv_parameters(impl):
 # ImageNet stem with im2col covers the 7x7 / stride-2 and 1x1 convs; the CIFAR
 # stem with winograd its 3x3 / stride-1 ones (which every other conv_impl="winograd" shape shares).
 @pytest.mark.slow  # a whole ResNet-18 compiled twice per case; the fast tier keeps the per-conv tests above
+@pytest.mark.proof
 @pytest.mark.parametrize("impl,cifar_stem,size", [("im2col", False, 32), ("winograd", True, 16)])
 def test_resnet18_gemm_convs_equal_xla(impl, cifar_stem, size):
   """Whole ResNet-18 (train-mode BN): same variables, features, BN statistics and parameter gradients."""

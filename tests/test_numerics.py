@@ -58,6 +58,7 @@ def _dist(a, b):
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 def test_8_devices_stay_within_the_float32_floor_of_1_device():
   """3 steps on 8 devices × 2 images vs 1 device × 16: losses and parameters stay within the floor.
 
@@ -124,6 +125,7 @@ def test_every_bn_of_the_model_uses_the_two_pass_variance():
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 def test_float64_step_is_float64_throughout_and_matches_float32():
   """config.model.dtype='float64' with x64: views, state, loss and metrics are float64; step 1 agrees with float32."""
   r32, _, _ = _run(jax.devices()[:1], steps=1)
