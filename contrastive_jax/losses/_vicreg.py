@@ -50,12 +50,8 @@ def vicreg_loss(
 
   Returns:
     float32 (float64 for float64 input) scalar, the loss of the global batch,
-    the same on every device, so ``jax.lax.pmean(loss, axis_name)`` is the
-    global loss. Under ``jax.shard_map`` the grad of that pmean (w.r.t.
-    embeddings or replicated parameters) is the single-device gradient; under
-    ``jax.pmap`` take the grad of the local loss and pmean the parameter
-    gradients (the local grad w.r.t. local embeddings is axis size x the
-    global one), as for the package's other losses.
+    the same on every device; its gradients under ``jax.shard_map`` and
+    ``jax.pmap`` as ``barlow_twins_loss``'s.
 
   Raises:
     ValueError: at trace time unless z1 and z2 are [N, D] floating arrays of
