@@ -79,3 +79,12 @@ def three_layer_projector(config: ml_collections.ConfigDict, hidden_dim: int, ou
   config.model.head.hidden_dim = hidden_dim
   config.model.proj_dim = out_dim
   config.model.head.last_bn = False
+
+
+def byol_views(config: ml_collections.ConfigDict) -> None:
+  """BYOL's ImageNet views T and T' (Barlow Twins, VICReg and NNCLR use them too): jitter (0.4, 0.4, 0.2, 0.1)
+  p 0.8, grayscale 0.2, blur 1.0 / 0.1, solarize 0 / 0.2."""
+  config.augment.jitter = (0.4, 0.4, 0.2, 0.1)
+  config.augment.blur_p = 1.0
+  config.augment.views = ({}, {"blur_p": 0.1, "solarize_p": 0.2})
+  weak_jitter(config)

@@ -21,6 +21,10 @@ _spec = importlib.util.spec_from_file_location(
     "imagenet_simclr", os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_simclr.py"))
 _imagenet = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_imagenet)
+_spec = importlib.util.spec_from_file_location("_base", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                     "_base.py"))
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
 
 
 def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
@@ -37,16 +41,11 @@ def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
   config.model.head.hidden_dim = 4096
   config.model.proj_dim = 256
   config.model.head.last_bn = False
-  config.model.predictor = ml_collections.ConfigDict({  # Linear - BN - ReLU - Linear
-      "num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": True,
-      "dense_init": "torch"})
+  config.model.predictor = _base.predictor(2, 4096)  # Linear - BN - ReLU - Linear
   # BYOL\'s Haiku heads: truncated-normal kernels of std 1/sqrt(fan_in), zero biases; of the two
   # inits offered, "torch" (U(+-1/sqrt(fan_in))) is the nearer.
   config.model.head.dense_init = "torch"
-  config.augment.jitter = (0.4, 0.4, 0.2, 0.1)
-  config.augment.multiplicative_brightness = True
-  config.augment.blur_p = 1.0
-  config.augment.views = ({}, {"blur_p": 0.1, "solarize_p": 0.2})
+  _base.byol_views(config)
   if preset in ("", "1000ep"):
     pass
   elif preset == "300ep":

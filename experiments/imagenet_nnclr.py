@@ -18,14 +18,10 @@ _spec = importlib.util.spec_from_file_location(
     "imagenet_simclr", os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_simclr.py"))
 _imagenet = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_imagenet)
-
-
-def _byol_views(config: ml_collections.ConfigDict) -> None:
-  """BYOL's views T and T': jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2, blur 1.0 / 0.1, solarize 0 / 0.2."""
-  config.augment.jitter = (0.4, 0.4, 0.2, 0.1)
-  config.augment.multiplicative_brightness = True
-  config.augment.blur_p = 1.0
-  config.augment.views = ({}, {"blur_p": 0.1, "solarize_p": 0.2})
+_spec = importlib.util.spec_from_file_location("_base", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                     "_base.py"))
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
 
 
 def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
@@ -43,13 +39,9 @@ def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
   config.lr_scaling = "linear"
   config.weight_decay = 1e-6
   config.trust_coefficient = 1e-3
-  config.model.head.num_layers = 3
-  config.model.head.hidden_dim = 2048
-  config.model.proj_dim = 256
+  _base.three_layer_projector(config, 2048, 256)
   config.model.head.last_bn = True
-  config.model.head.dense_init = "torch"
-  config.model.predictor = ml_collections.ConfigDict({
-      "num_layers": 2, "hidden_dim": 4096, "hidden_bn": True, "last_bn": False, "last_bias": True,
-      "dense_init": "torch"})
-  _byol_views(config)
+  _base.torch_heads(config)
+  config.model.predictor = _base.predictor(2, 4096)
+  _base.byol_views(config)
   return config

@@ -20,6 +20,10 @@ _spec = importlib.util.spec_from_file_location(
     "imagenet_simclr", os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_simclr.py"))
 _imagenet = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_imagenet)
+_spec = importlib.util.spec_from_file_location("_base", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                     "_base.py"))
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
 
 
 def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
@@ -34,15 +38,11 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.weight_decay = 1e-4
   config.momentum = 0.9
   config.predictor_fixed_lr = True
-  config.model.head.num_layers = 3
-  config.model.head.hidden_dim = 2048
-  config.model.proj_dim = 2048
+  _base.three_layer_projector(config, 2048, 2048)
   config.model.head.last_bn = True
   config.model.head.last_bn_scale = False
-  config.model.head.dense_init = "torch"
-  config.model.predictor = ml_collections.ConfigDict({
-      "num_layers": 2, "hidden_dim": 512, "hidden_bn": True, "last_bn": False, "last_bias": True,
-      "dense_init": "torch"})
+  _base.torch_heads(config)
+  config.model.predictor = _base.predictor(2, 512)
   config.augment.crop_area_range = (0.2, 1.0)
   config.augment.jitter = (0.4, 0.4, 0.4, 0.1)
   config.augment.multiplicative_brightness = True

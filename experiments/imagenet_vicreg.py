@@ -18,14 +18,10 @@ _spec = importlib.util.spec_from_file_location(
     "imagenet_simclr", os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_simclr.py"))
 _imagenet = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_imagenet)
-
-
-def _byol_views(config: ml_collections.ConfigDict) -> None:
-  """BYOL's views T and T': jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2, blur 1.0 / 0.1, solarize 0 / 0.2."""
-  config.augment.jitter = (0.4, 0.4, 0.2, 0.1)
-  config.augment.multiplicative_brightness = True
-  config.augment.blur_p = 1.0
-  config.augment.views = ({}, {"blur_p": 0.1, "solarize_p": 0.2})
+_spec = importlib.util.spec_from_file_location("_base", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                     "_base.py"))
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
 
 
 def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
@@ -40,12 +36,9 @@ def get_config(preset: str = "1000ep") -> ml_collections.ConfigDict:
   config.lr_scaling = "linear"
   config.weight_decay = 1e-6
   config.trust_coefficient = 1e-3
-  config.model.head.num_layers = 3
-  config.model.head.hidden_dim = 8192
-  config.model.proj_dim = 8192
-  config.model.head.last_bn = False
-  config.model.head.dense_init = "torch"
-  _byol_views(config)
+  _base.three_layer_projector(config, 8192, 8192)
+  _base.torch_heads(config)
+  _base.byol_views(config)
   if preset in ("", "1000ep"):
     pass
   elif preset == "100ep":

@@ -83,6 +83,12 @@ def pmean(x: Any, axis_name: str | None) -> Any:
   return jax.lax.pmean(x, axis_name) if axis_name else x
 
 
+def unit_rows(x: Array) -> Array:
+  """Each row of x scaled to unit L2 norm, in float32 (rows of norm 0 stay 0)."""
+  x = x.astype(jnp.float32)
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def gather_rows(x: Array, axis_name: str | None) -> Array:
   """[b, ...] per device -> [b * devices, ...] in global-batch order, the same array on every device.
 

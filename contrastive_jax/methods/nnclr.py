@@ -6,15 +6,10 @@ import jax
 import jax.numpy as jnp
 
 from contrastive_jax import losses
-from contrastive_jax.methods.common import Method, check_positive, gather_rows, pmean
+from contrastive_jax.methods.common import Method, check_positive, gather_rows, pmean, unit_rows
 from contrastive_jax.methods.moco import queue_sizes_that_work
 
 SUPPORT, SUPPORT_LABELS, SUPPORT_PTR = "support", "support_labels", "support_ptr"
-
-
-def _unit(x: jax.Array) -> jax.Array:
-  x = x.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def make(*, temperature: float, queue_size: int, global_batch: int, proj_dim: int, predictor_layers: int = 2,
@@ -53,12 +48,12 @@ def make(*, temperature: float, queue_size: int, global_batch: int, proj_dim: in
 
   def init_state(params, batch_stats, key):
     del params, batch_stats
-    support = _unit(jax.random.normal(key, (queue_size, proj_dim), jnp.float32))
+    support = unit_rows(jax.random.normal(key, (queue_size, proj_dim), jnp.float32))
     return {SUPPORT: support, SUPPORT_LABELS: jnp.full((queue_size,), -1, jnp.int32),
             SUPPORT_PTR: jnp.zeros((), jnp.int32)}
 
   def neighbour(z, support):
-    index = jnp.argmax(_unit(z) @ support.T, axis=-1)
+    index = jnp.argmax(unit_rows(z) @ support.T, axis=-1)
     return support[index], index
 
   def loss(online, target, state, labels, step):
@@ -74,7 +69,7 @@ def make(*, temperature: float, queue_size: int, global_batch: int, proj_dim: in
 
   def update(state, params, target_batch_stats, target, online, labels, step):
     del params, target_batch_stats, target, step
-    rows = gather_rows(_unit(online["projection"][0]), axis_name)  # every device's, in global-batch order
+    rows = gather_rows(unit_rows(online["projection"][0]), axis_name)  # every device's, in global-batch order
     ptr = state[SUPPORT_PTR]
     zero = jnp.zeros((), ptr.dtype)
     return {SUPPORT: jax.lax.dynamic_update_slice(state[SUPPORT], rows, (ptr, zero)),

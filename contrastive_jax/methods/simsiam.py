@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from contrastive_jax import losses
-from contrastive_jax.methods.common import Method, pmean
+from contrastive_jax.methods.common import Method, pmean, unit_rows
 
 
 def make(*, predictor_layers: int = 2, axis_name: str | None = None) -> Method:
@@ -22,8 +22,7 @@ def make(*, predictor_layers: int = 2, axis_name: str | None = None) -> Method:
                      f"got {predictor_layers!r}.")
 
   def z_std(z):
-    z = z.astype(jnp.float32)
-    z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+    z = unit_rows(z)
     mean = pmean(jnp.mean(z, axis=0), axis_name)
     var = pmean(jnp.mean(jnp.square(z - mean), axis=0), axis_name)
     return jnp.mean(jnp.sqrt(var))
