@@ -80,13 +80,14 @@ def run_feature_program(program: Callable, variables: Any, dataset: sources.Arra
   """`program`'s (`feature_program`) features of every image of `dataset`: float32 [N, F], in order.
 
   `batch_size` is rounded up to a multiple of the device count. Every process holds the whole
-  dataset and gets every feature.
+  dataset and the same `variables`, and gets every feature.
   """
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   batch_size = -(-batch_size // mesh.size) * mesh.size
   sharding = parallel.data_sharding(mesh)
   to_global = lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
   key = jax.random.key(0) if key is None else key
+  variables = parallel.replicate(variables, mesh)
   out, start = [], 0
   for batch in data_lib.eval_batches(dataset, batch_size):
     n_real = int(batch["mask"].sum())
@@ -114,6 +115,27 @@ def extract_features(feature_fn: FeatureFn, dataset: sources.ArrayDataset, *, ba
   mesh = mesh or parallel.make_data_mesh()
   program = feature_program(lambda _, x: feature_fn(x), mesh, preprocess=preprocess)
   return run_feature_program(program, {}, dataset, batch_size=batch_size, mesh=mesh, key=key)
+
+
+def model_features(model) -> Callable[[Any, jax.Array], jax.Array]:
+  """`(variables, float images [b, H, W, 3]) -> encoder features h [b, F]` of a ContrastiveModel (BN in
+  inference mode): the `feature_fn` of `feature_program` for a pretrained or random-init encoder."""
+  return lambda variables, x: model.apply(variables, x, train=False)["features"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeaturePrograms:
+  """One architecture's feature programs, each compiled once: `plain` for the train and test features,
+  `crop` for the linear probe's crop + flip epochs. The variables are their argument, so the pretrained
+  encoder, its random-init baseline and every epoch share them."""
+  plain: Callable
+  crop: Callable
+
+  @classmethod
+  def build(cls, feature_fn: Callable[[Any, jax.Array], jax.Array], mesh: jax.sharding.Mesh,
+            image_size: int) -> FeaturePrograms:
+    crop = lambda keys, x: augment_lib.random_crop_and_flip(keys, x, image_size)
+    return cls(feature_program(feature_fn, mesh), feature_program(feature_fn, mesh, preprocess=crop))
 
 
 def pixel_features(images: jax.Array) -> jax.Array:
@@ -218,13 +240,15 @@ FineTuneModel = finetune_lib.FineTuneModel
 
 
 def semi_supervised(config: ml_collections.ConfigDict, model, variables, train: sources.ArrayDataset,
-                    test: sources.ArrayDataset, fraction: float, mesh) -> dict[str, Any]:
+                    test: sources.ArrayDataset, fraction: float, mesh,
+                    encoder: FeaturePrograms | None = None) -> dict[str, Any]:
   """SimCLR v2 fine-tuning on a balanced `fraction` of the labels, and its baselines; test top-1.
 
   Returns `finetune_<f>_top1` and, with `config.eval.finetune_baselines`, `scratch_<f>_top1` (the same
   fine-tuning from random init) and `linear_<f>_top1` (the linear probe on frozen pretrained features of
   the same subset, with the linear-probe settings), plus `finetune_<f>_details`: the settings, the
-  subset's class counts and each run's training history.
+  subset's class counts and each run's training history. `encoder`: `model`'s feature programs, if
+  already built (`run_evaluation`'s).
   """
   ev = config.eval
   tag = f"{fraction:g}"
@@ -242,18 +266,21 @@ def semi_supervised(config: ml_collections.ConfigDict, model, variables, train: 
   out: dict[str, Any] = {}
   details: dict[str, Any] = {"examples": len(subset), "per_class": counts["per_class"],
                              "raised_to_one": counts["raised_to_one"], "settings": dataclasses.asdict(settings)}
+  scores_program = None  # the fine-tuned and the scratch network share one architecture
   for name, init in runs:
     ft, ft_vars, history = finetune_lib.fine_tune(model, init, subset, settings, num_classes=num_classes,
                                                   seed=config.seed, name=f"{name} on {tag} of the labels",
                                                   verbose=True)
-    scores = extract_features(lambda x, ft=ft, v=ft_vars: ft.apply(v, x, train=False), test,
-                              batch_size=ev.feature_batch_size, mesh=mesh)
+    if scores_program is None:
+      scores_program = feature_program(lambda v, x, ft=ft: ft.apply(v, x, train=False), mesh)
+    scores = run_feature_program(scores_program, ft_vars, test, batch_size=ev.feature_batch_size, mesh=mesh)
     out[f"{name}_{tag}_top1"] = topk_accuracy(scores, test.labels, 1)
     details[name] = history
     print(f"{name}_{tag}_top1 {out[f'{name}_{tag}_top1']:.4f} ({history['steps']} steps, "
           f"{history['seconds']:.0f} s)", flush=True)
   if ev.finetune_baselines:
-    probe = evaluate_features(f"subset_{tag}_", encoder_feature_fn(model, variables), subset, test, config, mesh,
+    encoder = encoder or FeaturePrograms.build(model_features(model), mesh, train.images.shape[1])
+    probe = evaluate_features(f"subset_{tag}_", encoder, variables, subset, test, config, mesh,
                               augment=bool(ev.linear_augment))
     out[f"linear_{tag}_top1"] = probe[f"subset_{tag}_linear_top1"]
   out[f"finetune_{tag}_details"] = details
@@ -273,7 +300,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_class
   model = models.create_model(config, num_classes, axis_name=None)
   init = functools.partial(model.init, jax.random.key(seed), jnp.zeros((2, image_size, image_size, 3)), train=False)
   if workdir is None:
-    return model, init(), 0
+    return model, jax.jit(init)(), 0  # one program, not an op-by-op init
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   if ckpt.latest_step() is None:
     raise FileNotFoundError(
@@ -292,28 +319,27 @@ def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_class
 
 
 def encoder_feature_fn(model, variables) -> FeatureFn:
-  def fn(images):
-    return model.apply(variables, images, train=False)["features"]
-  return fn
+  """`model_features` at fixed `variables`: the `feature_fn` of `extract_features`."""
+  return functools.partial(model_features(model), variables)
 
 
-def evaluate_features(name: str, feature_fn: FeatureFn, train: sources.ArrayDataset, test: sources.ArrayDataset,
-                      config: ml_collections.ConfigDict, mesh, *, augment: bool) -> dict[str, float]:
-  """Linear and kNN accuracy of one feature extractor."""
+def evaluate_features(name: str, programs: FeaturePrograms, variables: Any, train: sources.ArrayDataset,
+                      test: sources.ArrayDataset, config: ml_collections.ConfigDict, mesh, *,
+                      augment: bool) -> dict[str, float]:
+  """Linear and kNN accuracy of one feature extractor: `programs` (`FeaturePrograms`) at `variables`."""
   ev = config.eval
   t0 = time.time()
-  train_f = extract_features(feature_fn, train, batch_size=ev.feature_batch_size, mesh=mesh)
-  test_f = extract_features(feature_fn, test, batch_size=ev.feature_batch_size, mesh=mesh)
+  features = functools.partial(run_feature_program, variables=parallel.replicate(variables, mesh),
+                               batch_size=ev.feature_batch_size, mesh=mesh)
+  train_f = features(programs.plain, dataset=train)
+  test_f = features(programs.plain, dataset=test)
   num_classes = max(train.num_classes, int(train.labels.max()) + 1)
   knn = knn_predict(train_f, train.labels, test_f, num_classes=num_classes, k=ev.knn_k,
                     temperature=ev.knn_temperature)
   feature_fn_epoch = None
   if augment:
-    size = train.images.shape[1]
-    crop = lambda keys, x: augment_lib.random_crop_and_flip(keys, x, size)
-    feature_fn_epoch = lambda epoch: extract_features(feature_fn, train, batch_size=ev.feature_batch_size,
-                                                      mesh=mesh, preprocess=crop,
-                                                      key=jax.random.fold_in(jax.random.key(config.seed), epoch))
+    feature_fn_epoch = lambda epoch: features(programs.crop, dataset=train,
+                                              key=jax.random.fold_in(jax.random.key(config.seed), epoch))
   params = train_linear_classifier(train_f, train.labels, num_classes=num_classes, epochs=ev.linear_epochs,
                                    batch_size=ev.linear_batch_size, learning_rate=ev.linear_learning_rate,
                                    weight_decay=ev.linear_weight_decay, seed=config.seed,
@@ -342,16 +368,16 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   num_classes = max(train.num_classes, int(train.labels.max()) + 1)
   model, variables, step = load_model(config, workdir, num_classes, size)
   augment = bool(ev.linear_augment)
+  encoder = FeaturePrograms.build(model_features(model), mesh, train.images.shape[1])
   results: dict[str, Any] = {"checkpoint_step": step}
-  results.update(evaluate_features("", encoder_feature_fn(model, variables), train, test, config, mesh,
-                                   augment=augment))
+  results.update(evaluate_features("", encoder, variables, train, test, config, mesh, augment=augment))
   if ev.baselines:
-    rmodel, rvars, _ = load_model(config, None, num_classes, size, seed=config.seed + 1)
-    results.update(evaluate_features("random_", encoder_feature_fn(rmodel, rvars), train, test, config, mesh,
-                                     augment=augment))
-    results.update(evaluate_features("pixels_", pixel_features, train, test, config, mesh, augment=augment))
+    _, rvars, _ = load_model(config, None, num_classes, size, seed=config.seed + 1)
+    results.update(evaluate_features("random_", encoder, rvars, train, test, config, mesh, augment=augment))
+    pixels = FeaturePrograms.build(lambda _, x: pixel_features(x), mesh, train.images.shape[1])
+    results.update(evaluate_features("pixels_", pixels, {}, train, test, config, mesh, augment=augment))
   for fraction in ev.finetune_fractions:
-    results.update(semi_supervised(config, model, variables, train, test, fraction, mesh))
+    results.update(semi_supervised(config, model, variables, train, test, fraction, mesh, encoder))
   results["settings"] = {
       "num_train_examples": len(train), "num_test_examples": len(test), "linear_epochs": ev.linear_epochs,
       "linear_batch_size": ev.linear_batch_size, "linear_learning_rate": ev.linear_learning_rate,

@@ -28,6 +28,7 @@ a number. Fine-tuning runs on one device (`jax.jit`); evaluation scores it on al
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any
@@ -177,7 +178,7 @@ def fine_tune(model: nn.Module, variables: dict[str, Any], subset: sources.Array
   ft = FineTuneModel(backbone=model.clone(axis_name=None, num_probe_classes=0), num_classes=num_classes,
                      from_head_layer=settings.from_head_layer)
   size = subset.images.shape[1]
-  init = ft.init(jax.random.key(seed), jnp.zeros((2, size, size, 3)), train=False)
+  init = jax.jit(functools.partial(ft.init, train=False))(jax.random.key(seed), jnp.zeros((2, size, size, 3)))
   params = {**init["params"], "backbone": {k: variables["params"][k] for k in ("encoder", "head")}}
   stats = {"backbone": {k: variables["batch_stats"][k] for k in ("encoder", "head")}}
   batch = min(settings.batch_size, len(subset))

@@ -63,8 +63,7 @@ class KnnMonitor:
             f"({split.name}, {field}) has {'no labels' if isinstance(split, sources.ArrayDataset) else 'host crops'}. "
             "Set config.eval.knn_every_epochs=0, or point the config at a labelled split.")
     self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
-    self._program = evaluate.feature_program(
-        lambda variables, x: model.apply(variables, x, train=False)["features"], mesh)
+    self._program = evaluate.feature_program(evaluate.model_features(model), mesh)
 
   def due(self, done: int, steps_per_epoch: int, total_steps: int) -> bool:
     """Whether the monitor runs after step `done`: every `every_epochs` epochs, and after the last step."""

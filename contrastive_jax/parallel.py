@@ -68,6 +68,20 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def replicate(tree, mesh: Mesh):
+  """`tree`'s arrays replicated over `mesh`; each process passes the same values (e.g. restored
+  weights). Arrays already replicated over `mesh` are kept as they are."""
+  sharding = replicated_sharding(mesh)
+
+  def put(x):
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+      return x
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(put, tree)
+
+
 def check_batch_divisible(global_batch_size: int, num_devices: int, what: str = "config.batch_size") -> None:
   """Raise a ValueError that says what to set when the batch does not split evenly."""
   if global_batch_size <= 0:

@@ -76,6 +76,7 @@ def test_winograd_conv_rejects_other_kernels_and_says_what_applies():
     winograd_conv(jnp.zeros((1, 4, 4, 2)), jnp.zeros((5, 5, 2, 3)))
 
 
+@pytest.mark.slow  # multi-device exactness
 def test_winograd_kernel_gradient_is_summed_over_devices_under_shard_map():
   """Replicated kernel, batch split over 4 devices: the same gradients as on one device."""
   mesh = parallel.make_data_mesh(jax.devices()[:4])

@@ -117,6 +117,7 @@ def _sharded(name, path):
   return sharded_value_and_grad(local, (P(AX), P(AX), P(), P()), argnums=(0, 1, 2, 3))
 
 
+@pytest.mark.slow  # multi-device exactness of every path
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_dense_tiled_gathered_and_ring_paths_agree_on_1_and_8_devices(name):
   needs_devices()

@@ -98,10 +98,11 @@ def _random_variables(model: nn.Module, shape, seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def sim18():
-  """ContrastiveModel with ResNet-18 (CIFAR stem) + probe, variables, a [16, 16, 16, 3]
-  batch and the single-device train-mode outputs on it (shared to compile less)."""
-  model = ContrastiveModel(encoder_config={"name": "resnet", "depth": 18, "cifar_stem": True}, num_probe_classes=5)
+def sim10():
+  """ContrastiveModel with ResNet-10 (CIFAR stem; one basic block per stage, 512-wide features
+  like ResNet-18's) + probe, variables, a [16, 16, 16, 3] batch and the single-device
+  train-mode outputs on it (shared to compile less)."""
+  model = ContrastiveModel(encoder_config={"name": "resnet", "depth": 10, "cifar_stem": True}, num_probe_classes=5)
   x = _normal(1, (16, 16, 16, 3))
   variables = _random_variables(model, x.shape)
   out, updates = _train_apply(model)(variables, x)
@@ -112,8 +113,8 @@ def _rel_err(a, b) -> float:
   return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
-def test_forward_train_and_eval(sim18):
-  model, variables, x, (h, z, logits), updates = sim18
+def test_forward_train_and_eval(sim10):
+  model, variables, x, (h, z, logits), updates = sim10
   chex.assert_shape([h, z, logits], [(16, 512), (16, 128), (16, 5)])
   chex.assert_tree_all_finite((h, z, logits))
   # Running stats move from their init (mean 0, var 1) in train mode.
@@ -127,8 +128,8 @@ def test_forward_train_and_eval(sim18):
   assert not np.allclose(h_eval, h)  # running averages != batch statistics
 
 
-def test_bfloat16_compute_keeps_float32_params_and_features(sim18):
-  model32, variables, x, (h32, z32, _), _ = sim18
+def test_bfloat16_compute_keeps_float32_params_and_features(sim10):
+  model32, variables, x, (h32, z32, _), _ = sim10
   model = model32.clone(dtype=jnp.bfloat16)
   _, abstract = _abstract_init(model, x.shape)
   for leaf in jax.tree.leaves(abstract):
@@ -207,9 +208,9 @@ def test_sync_bn_bn_only_matches_global_batch():
   assert not np.allclose(out_local, out_global, atol=1e-2)
 
 
-def test_sync_bn_simclr_model_matches_global_batch(sim18):
-  # ResNet-18 (CIFAR stem) + head + probe: 8 devices x 2 images vs one device x 16.
-  model, variables, x, outputs, updates = sim18
+def test_sync_bn_simclr_model_matches_global_batch(sim10):
+  # ResNet-10 (CIFAR stem) + head + probe: 8 devices x 2 images vs one device x 16.
+  model, variables, x, outputs, updates = sim10
   out_sync, updates_sync = _sharded_train_apply(model.clone(axis_name="data"), variables, x)
   outputs_sync = (out_sync["features"], out_sync["projection"], out_sync["probe_logits"])
   chex.assert_trees_all_close(outputs_sync, outputs, rtol=2e-4, atol=2e-4)
@@ -268,8 +269,8 @@ def test_simclr_model_outputs(num_probe_classes):
     assert set(out) == {"features", "projection"}
 
 
-def test_probe_gradient_does_not_reach_encoder(sim18):
-  model, variables, x, _, _ = sim18
+def test_probe_gradient_does_not_reach_encoder(sim10):
+  model, variables, x, _, _ = sim10
   labels = jnp.arange(16) % 5
 
   def probe_loss(params):

@@ -3,6 +3,8 @@
 import os
 import re
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOSSES_DOC = os.path.join("docs", "losses.md")
 
@@ -14,6 +16,7 @@ def _python_block(section: str) -> str:
   return re.search(r"```python\n(.*?)```", body, re.S).group(1)
 
 
+@pytest.mark.slow  # trains end to end
 def test_image_text_example_trains_the_two_towers_and_the_learned_scale_and_bias():
   scope = {}
   exec(compile(_python_block("Image-text losses"), LOSSES_DOC, "exec"), scope)  # pylint: disable=exec-used

@@ -45,11 +45,12 @@ def test_features_are_pooled_per_image_in_float32(posemb, pool):
   model = ViT("tiny", 8, posemb=posemb, pool=pool, width=32, depth=2, num_heads=2, dtype=jnp.bfloat16)
   x = jax.random.uniform(jax.random.key(1), (3, 32, 32, 3))
   variables = jax.jit(model.init)(jax.random.key(0), x)
-  h = model.apply(variables, x)
+  apply = jax.jit(model.apply)  # one program instead of an eager op-by-op compile
+  h = apply(variables, x)
   assert h.shape == (3, 32) and h.dtype == jnp.float32
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
   # Each image's features depend on that image only.
-  np.testing.assert_allclose(model.apply(variables, x[1:2])[0], h[1], rtol=2e-2, atol=2e-2)
+  np.testing.assert_allclose(apply(variables, x[1:2])[0], h[1], rtol=2e-2, atol=2e-2)
 
 
 def test_sincos2d_posemb_is_mocov3s_layout():
@@ -67,7 +68,7 @@ def test_a_frozen_patch_embedding_gets_no_update_and_no_decay():
   tx, _ = optim.create_optimizer(config, 64, frozen=models.frozen_params(config))
   params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))["params"]
   grads = jax.tree.map(jnp.ones_like, params)
-  updates, _ = tx.update(grads, tx.init(params), params)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
   frozen = frozen_params(params)
   assert sum(jax.tree.leaves(frozen)) == 2  # the patch conv's kernel and bias
   for f, u in zip(jax.tree.leaves(frozen), jax.tree.leaves(updates)):
@@ -78,9 +79,9 @@ def test_a_frozen_patch_embedding_has_zero_gradient():
   images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
   for frozen in (True, False):
     vit = ViT("tiny", 8, width=16, depth=1, num_heads=2, frozen_patch_embed=frozen)
-    params = vit.init(jax.random.key(0), images)["params"]
+    params = jax.jit(vit.init)(jax.random.key(0), images)["params"]
     assert set(params["embedding"]) == {"kernel", "bias"}  # the same names and checkpoints either way
-    grads = jax.grad(lambda p, v=vit: jnp.sum(v.apply({"params": p}, images) ** 2))(params)
+    grads = jax.jit(jax.grad(lambda p, v=vit: jnp.sum(v.apply({"params": p}, images) ** 2)))(params)
     norms = [float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads["embedding"])]
     assert (max(norms) == 0) == frozen, (frozen, norms)
     assert float(jnp.abs(grads["block0"]["mlp"]["fc1"]["kernel"]).sum()) > 0  # the rest still trains
