@@ -2,7 +2,8 @@
 
 The public API, by module:
   losses    nt_xent, nt_xent_with_metrics, supcon, info_nce (in-batch or MoCo queue), byol_loss,
-            barlow_twins_loss, vicreg_loss, dcl_loss, negative_cosine_similarity
+            barlow_twins_loss, vicreg_loss, dcl_loss, swav_loss, sinkhorn, dino_loss, dino_center,
+            negative_cosine_similarity
   augment   ViewAugment, augment_batch, random_crop_and_flip, center_crop, colour ops
   models    ResNet, ProjectionHead, ContrastiveModel
   methods   simclr, supcon, moco (v2, v3), byol: each a `Method` the train step runs;
@@ -16,9 +17,9 @@ The public API, by module:
 
 from contrastive_jax import methods
 from contrastive_jax.augment import ViewAugment, augment_batch, center_crop, random_crop_and_flip
-from contrastive_jax.losses import (barlow_twins_loss, byol_loss, clip_loss, dcl_loss, info_nce,
-                                   negative_cosine_similarity, nt_xent, nt_xent_with_metrics, siglip_loss, supcon,
-                                   vicreg_loss)
+from contrastive_jax.losses import (barlow_twins_loss, byol_loss, clip_loss, dcl_loss, dino_center, dino_loss,
+                                   info_nce, negative_cosine_similarity, nt_xent, nt_xent_with_metrics, siglip_loss,
+                                   sinkhorn, supcon, swav_loss, vicreg_loss)
 from contrastive_jax.models import ContrastiveModel, ProjectionHead, ResNet, ViT
 from contrastive_jax.optim import adamw, lars, scale_learning_rate, sgd, sgd_nesterov, warmup_cosine_schedule
 from contrastive_jax.parallel import DATA_AXIS, make_data_mesh
@@ -27,10 +28,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DATA_AXIS", "ContrastiveModel", "Encoder", "ProjectionHead", "ResNet", "ViT", "ViewAugment", "adamw",
-    "augment_batch", "barlow_twins_loss", "byol_loss", "center_crop", "clip_loss", "dcl_loss", "info_nce", "lars",
-    "load_encoder", "make_data_mesh", "methods", "negative_cosine_similarity", "nt_xent", "nt_xent_with_metrics",
-    "random_crop_and_flip", "scale_learning_rate", "sgd", "sgd_nesterov", "siglip_loss", "supcon", "vicreg_loss",
-    "warmup_cosine_schedule",
+    "augment_batch", "barlow_twins_loss", "byol_loss", "center_crop", "clip_loss", "dcl_loss", "dino_center",
+    "dino_loss", "info_nce", "lars", "load_encoder", "make_data_mesh", "methods", "negative_cosine_similarity",
+    "nt_xent", "nt_xent_with_metrics", "random_crop_and_flip", "scale_learning_rate", "sgd", "sgd_nesterov",
+    "siglip_loss", "sinkhorn", "supcon", "swav_loss", "vicreg_loss", "warmup_cosine_schedule",
 ]
 
 _LAZY = {"load_encoder": "contrastive_jax.embed", "Encoder": "contrastive_jax.embed"}

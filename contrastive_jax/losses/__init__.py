@@ -1,4 +1,4 @@
-"""Contrastive and self-distillation losses: NT-Xent, SupCon, InfoNCE / MoCo, BYOL.
+"""Contrastive and self-distillation losses: NT-Xent, SupCon, InfoNCE / MoCo, BYOL, SwAV, DINO.
 
 * ``nt_xent``, ``nt_xent_with_metrics``: SimCLR (``_nt_xent.py``).
 * ``supcon``: supervised contrastive, Khosla et al. 2020 L_out (``_supcon.py``).
@@ -10,6 +10,8 @@
 * ``barlow_twins_loss``: Barlow Twins' cross-correlation loss, global batch statistics (``_barlow_twins.py``).
 * ``vicreg_loss``: VICReg's variance-invariance-covariance loss, global batch statistics (``_vicreg.py``).
 * ``dcl_loss``: decoupled contrastive learning, NT-Xent without the positive in the denominator; DCLW's weights normalised over the global batch (``_dcl.py``).
+* ``swav_loss``, ``sinkhorn``: SwAV's swapped prediction of Sinkhorn-Knopp codes, the codes computed over the global batch (plus a replicated queue, counted once) (``_swav.py``).
+* ``dino_loss``, ``dino_center``: DINO's self-distillation cross-entropy between views, and the EMA of the global batch's teacher mean (``_dino.py``).
 * ``negative_cosine_similarity``: SimSiam's -cos (``_negative_cosine.py``).
 
 The contrastive losses are one computation (``_core.py``): every anchor row
@@ -58,11 +60,13 @@ trace time.
 from contrastive_jax.losses._barlow_twins import barlow_twins_loss
 from contrastive_jax.losses._byol import byol_loss
 from contrastive_jax.losses._dcl import dcl_loss
+from contrastive_jax.losses._dino import dino_center, dino_loss
 from contrastive_jax.losses._image_text import clip_loss, siglip_loss
 from contrastive_jax.losses._info_nce import info_nce
 from contrastive_jax.losses._negative_cosine import negative_cosine_similarity
 from contrastive_jax.losses._nt_xent import nt_xent, nt_xent_with_metrics
 from contrastive_jax.losses._supcon import supcon
+from contrastive_jax.losses._swav import sinkhorn, swav_loss
 from contrastive_jax.losses._vicreg import vicreg_loss
 
-__all__ = ["nt_xent", "nt_xent_with_metrics", "supcon", "info_nce", "byol_loss", "clip_loss", "siglip_loss", "barlow_twins_loss", "vicreg_loss", "dcl_loss", "negative_cosine_similarity"]
+__all__ = ["nt_xent", "nt_xent_with_metrics", "supcon", "info_nce", "byol_loss", "clip_loss", "siglip_loss", "barlow_twins_loss", "vicreg_loss", "dcl_loss", "swav_loss", "sinkhorn", "dino_loss", "dino_center", "negative_cosine_similarity"]
