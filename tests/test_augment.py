@@ -199,6 +199,7 @@ def test_determinism_key_forms_and_jit():
   assert not np.allclose(f(jax.random.PRNGKey(8), x), a)
 
 
+@pytest.mark.slow  # the whole augmentation pipeline, several configurations
 def test_chunked_paths_match_one_pass():
   # In-place chunk loop (output shape == input) and lax.map (a 24 px crop of
   # 32 px images), both with a tail chunk, equal a single pass.

@@ -157,6 +157,7 @@ def test_presets_have_no_rotation():
     assert config.rotate_p == 0.0 and config.rotate_max_degrees == 0.0
 
 
+@pytest.mark.slow  # the whole augmentation pipeline, several configurations
 def test_pipeline_rotation_changes_no_other_draw():
   x = jnp.asarray(_images(16, 40, 40, seed=1))
   key = jax.random.PRNGKey(7)
@@ -174,6 +175,7 @@ def test_pipeline_rotation_changes_no_other_draw():
   assert np.all(np.any(on != default, axis=(1, 2, 3)))
 
 
+@pytest.mark.slow  # the whole augmentation pipeline, several configurations
 def test_pipeline_rotates_after_crop_and_flip_before_the_colour_ops():
   x = jnp.asarray(_images(8, 40, 40, seed=2))
   keys = jax.random.split(jax.random.PRNGKey(8), 8)

@@ -61,6 +61,7 @@ def test_byol_presets_give_asymmetric_views():
     assert same(views[0]) == same(views[1])
 
 
+@pytest.mark.slow  # the whole augmentation pipeline, several configurations
 @pytest.mark.parametrize("spec", [CIFAR_BYOL, IMAGENET_BYOL], ids=os.path.basename)
 def test_each_views_blur_and_solarize_rates_match_its_settings(spec):
   views = views_lib.view_configs(load_config(spec))
@@ -107,6 +108,7 @@ def _boxes_from_ramp_views(out: np.ndarray, size: int) -> np.ndarray:
   return np.stack([top, left, h, w], axis=1)
 
 
+@pytest.mark.slow  # the whole augmentation pipeline, several configurations
 def test_each_views_crop_areas_match_its_settings():
   n, size = 512, 64
   config = load_config(CIFAR_BYOL)

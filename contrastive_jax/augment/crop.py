@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
+from contrastive_jax.augment._jit import jit_with_static
 from contrastive_jax.augment.keys import _check_batch, _split_each, _uniforms, per_image_keys
 
 Array = jax.Array
@@ -117,6 +118,7 @@ def _boxes_from_uniforms(u: Array, more_keys: Array, height: int, width: int,
   return jnp.where(found[:, None], boxes, fallback)
 
 
+@jit_with_static("n", "height", "width", "area_range", "aspect_ratio_range", "max_attempts")
 def sample_crop_boxes(
     key: Array,
     n: int,
@@ -311,6 +313,7 @@ def _crop_resize_nhwc(images: Array, boxes: Array, size: int, method: str) -> Ar
   return jnp.moveaxis(_crop_resize(images, boxes, size, None, method), 1, -1)
 
 
+@jit_with_static("size", "area_range", "aspect_ratio_range", "max_attempts", "method")
 def random_resized_crop(
     key: Array,
     images: Array,
@@ -346,6 +349,7 @@ def random_resized_crop(
   return _crop_resize_nhwc(images, boxes, size, method)
 
 
+@jit_with_static("size", "crop_fraction", "method")
 def center_crop(images: Array, size: int, crop_fraction: float = 0.875,
                 method: str = "bicubic") -> Array:
   """Eval preprocessing: central crop of crop_fraction * min side, resized to size.

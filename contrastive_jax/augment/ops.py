@@ -16,6 +16,7 @@ import dm_pix as pix
 import jax
 import jax.numpy as jnp
 
+from contrastive_jax.augment._jit import jit_with_static
 from contrastive_jax.augment.color import (_frac, _hue_planes, _hue_range_to_rgb, _jitter_params,
                                            _jitter_planar)
 from contrastive_jax.augment.fusion import _cpu_token
@@ -229,6 +230,7 @@ def _blur_params(u: Array, p: float, sigma_range: Sequence[float]) -> tuple[Arra
   return u[:, 0] < p, sigma_range[0] + (sigma_range[1] - sigma_range[0]) * u[:, 1]
 
 
+@jit_with_static("p", "sigma_range", "kernel_size", "padding")
 def random_gaussian_blur(
     key: Array,
     images: Array,

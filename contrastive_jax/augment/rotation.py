@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from contrastive_jax.augment._jit import jit_with_static
 from contrastive_jax.augment.keys import _check_float, _uniforms, per_image_keys
 
 Array = jax.Array
@@ -113,6 +114,7 @@ def _angles(degrees: Any, b: int, name: str) -> Array:
   return d
 
 
+@jit_with_static("fill")
 def rotate(images: Array, degrees: Any, *, fill: float = 0.0) -> Array:
   """Rotates each image by `degrees` about its centre, bilinear, corners set to `fill`.
 
@@ -148,6 +150,7 @@ def _rotate_draws(keys: Array, p: Any, max_degrees: Any) -> tuple[Array, Array]:
   return _rotate_params(_uniforms(keys, 2), p, max_degrees)
 
 
+@jit_with_static("max_degrees", "p", "fill")
 def random_rotate(key: Array, images: Array, *, max_degrees: float, p: float = 1.0,
                   fill: float = 0.0) -> Array:
   """Rotates each image, with probability p, by an angle ~ U[-max_degrees, max_degrees].
