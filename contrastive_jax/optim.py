@@ -175,6 +175,50 @@ def clipped_lars(
   return optax.GradientTransformation(init, update)
 
 
+class FrozenUntilState(NamedTuple):
+  count: jax.Array  # updates seen, frozen ones included
+  inner: Any        # the wrapped optimiser's state, untouched while frozen
+
+
+def frozen_until(inner: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
+  """`inner`, but for the first `steps` updates its parameters stay put and its state untouched.
+
+  PyTorch's `p.grad = None` (SwAV's frozen prototypes, DINO's frozen last layer): no update, no
+  weight decay, no momentum, no Adam step. From update `steps` on, `inner` runs as from a fresh
+  start, so build it on a schedule shifted by `steps` (`lambda c: schedule(c + steps)`) to keep the
+  global rate: its own step count, such as Adam's bias correction, then starts at 0, as PyTorch's
+  per-parameter state does.
+  """
+  def init(params: PyTree) -> FrozenUntilState:
+    return FrozenUntilState(jnp.zeros([], jnp.int32), inner.init(params))
+
+  def update(updates: PyTree, state: FrozenUntilState, params: PyTree | None = None
+             ) -> tuple[PyTree, FrozenUntilState]:
+    new_updates, new_inner = inner.update(updates, state.inner, params)
+    frozen = state.count < steps
+    new_updates = jax.tree.map(lambda u: jnp.where(frozen, jnp.zeros_like(u), u), new_updates)
+    new_inner = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), state.inner, new_inner)
+    return new_updates, FrozenUntilState(optax.safe_int32_increment(state.count), new_inner)
+
+  return optax.GradientTransformation(init, update)
+
+
+def clip_by_tensor_norm(max_norm: float, exclude: ExcludeFn | None = None) -> optax.GradientTransformation:
+  """DINO's `clip_gradients`: each parameter tensor's gradient g becomes g * max_norm / (||g|| + 1e-6)
+  where that factor is below 1; tensors that `exclude(path, leaf)` selects keep theirs."""
+  def update(updates: PyTree, state: optax.EmptyState, params: PyTree | None = None):
+    del params
+
+    def clip(key_path, g):
+      if exclude is not None and exclude(path_names(key_path), g):
+        return g
+      coef = max_norm / (jnp.linalg.norm(g) + 1e-6)
+      return jnp.where(coef < 1, g * coef.astype(g.dtype), g)
+    return jax.tree_util.tree_map_with_path(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def scale_learning_rate(base_lr: float, batch_size: int, scaling: str = "linear") -> float:
   """SimCLR lr scaling: 'linear' base * B / 256, 'sqrt' base * sqrt(B)."""
   if scaling == "linear":
@@ -275,7 +319,10 @@ def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], 
   but the probe, biases and BN included (PyTorch's SGD, MoCo v2).
   "adamw": AdamW decaying every parameter but the probe (MoCo v3's ViT recipe).
   With config.predictor_fixed_lr the predictor's parameters get the same optimiser at the constant
-  peak rate (SimSiam). `frozen`: params -> bools, the parameters the model keeps frozen
+  peak rate (SimSiam). With config.freeze_prototypes_epochs > 0 the prototypes (SwAV's, DINO's last
+  layer) stay frozen for that many epochs (`frozen_until`), then train at the global rate. With
+  config.clip_grad > 0 each tensor's gradient is clipped to that norm first (DINO's
+  `clip_gradients`; the probe is not clipped). `frozen`: params -> bools, the parameters the model keeps frozen
   (`models.frozen_params(config)`): no update, no weight decay, no optimiser state.
   """
   spe = data_lib.steps_per_epoch(num_examples, config.batch_size)
@@ -291,6 +338,13 @@ def create_optimizer(config: Any, num_examples: int, frozen: Callable[[PyTree], 
     # (solo-learn's static_lr); the same optimiser on its own state.
     labels = lambda p: {k: jax.tree.map(lambda _: "fixed" if k == "predictor" else "train", v) for k, v in p.items()}
     tx = optax.multi_transform({"train": tx, "fixed": _base_optimizer(config, optax.constant_schedule(peak))}, labels)
+  freeze_steps = int(round(config.get("freeze_prototypes_epochs", 0) * spe))
+  if freeze_steps > 0:
+    delayed = frozen_until(_base_optimizer(config, lambda count: schedule(count + freeze_steps)), freeze_steps)
+    labels = lambda p: {k: jax.tree.map(lambda _: "delayed" if k == "prototypes" else "train", v) for k, v in p.items()}
+    tx = optax.multi_transform({"train": tx, "delayed": delayed}, labels)
+  if config.get("clip_grad", 0) > 0:
+    tx = optax.chain(clip_by_tensor_norm(config.clip_grad, exclude=exclude_by_name("probe")), tx)
   if frozen is not None:
     labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "train", frozen(p))
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)

@@ -94,8 +94,11 @@ def init_state(model: ContrastiveModel, tx: optax.GradientTransformation, key: j
   variables = model.clone(axis_name=None).init(key, jnp.zeros((2, *image_shape), jnp.float32), train=False)
   variables = jax.tree.map(lambda v: v.astype(state_dtype(model)), variables)
   params = variables["params"]
-  method_state = method.init_state(params, variables["batch_stats"], jax.random.fold_in(key, 1)) if method else {}
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
+  if method is not None and method.project_params is not None:
+    params = method.project_params(params)
+  batch_stats = variables.get("batch_stats", {})  # {}: a model without BN (a ViT with BN-free heads)
+  method_state = method.init_state(params, batch_stats, jax.random.fold_in(key, 1)) if method else {}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                     opt_state=tx.init(params), method_state=method_state)
 
 
@@ -125,7 +128,7 @@ def _forward(model: ContrastiveModel, variables: dict[str, Any], views: Sequence
     out, new = apply({**variables, "batch_stats": stats}, jnp.concatenate(views[start:stop]))
     for k, v in out.items():
       outs.setdefault(k, []).extend(jnp.split(v, stop - start))
-    stats = new["batch_stats"]
+    stats = new.get("batch_stats", {})
   return {k: tuple(v) for k, v in outs.items()}, stats
 
 
@@ -195,6 +198,8 @@ def make_train_step(model: ContrastiveModel, tx: optax.GradientTransformation, s
     grads, (batch_stats, metrics, online) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if method.project_params is not None:
+      params = method.project_params(params)
     method_state = state.method_state
     if method.update is not None:
       method_state = method.update(state.method_state, params, target_stats, target, online, batch["label"],
@@ -242,7 +247,8 @@ def build_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, nu
   steps = optim.total_steps(config, num_examples)
   model = models.create_model(config, num_classes, axis_name=parallel.DATA_AXIS)
   tx, schedule = optim.create_optimizer(config, num_examples, frozen=models.frozen_params(config))
-  method = methods_lib.create(config, total_steps=steps, axis_name=parallel.DATA_AXIS, views=augs)
+  method = methods_lib.create(config, total_steps=steps, axis_name=parallel.DATA_AXIS, views=augs,
+                              steps_per_epoch=data_lib.steps_per_epoch(num_examples, config.batch_size))
   image_shape = (augs[0].image_size, augs[0].image_size, 3)
   init = jax.jit(functools.partial(init_state, model, tx, image_shape=image_shape, method=method),
                  out_shardings=parallel.replicated_sharding(mesh))

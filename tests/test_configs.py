@@ -14,12 +14,13 @@ from contrastive_jax.cli import load_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = sorted(glob.glob(os.path.join(ROOT, "experiments", "cifar10_*.py")))
 IMAGENET = sorted(glob.glob(os.path.join(ROOT, "experiments", "imagenet_*.py")))
-EXTRA = [f"{ROOT}/experiments/cifar10_moco_v3.py:{p}" for p in ("vit", "vit_cpu", "vit_test")] + [
+EXTRA = [f"{ROOT}/experiments/cifar10_{m}.py:{p}" for m in ("moco_v3", "dino") for p in ("vit", "vit_cpu", "vit_test")] + [
     f"{ROOT}/experiments/imagenet_moco_v3.py:{p}" for p in ("vit_small", "vit_base")] + [
     f"{ROOT}/experiments/cifar10_simclr.py:{p}" for p in ("multicrop", "multicrop_cpu", "multicrop_test")] + [
     f"{ROOT}/experiments/imagenet_simclr.py:multicrop"] + [
     f"{ROOT}/experiments/imagenet_{m}.py:{p}" for m, p in (("barlow_twins", "300ep"), ("vicreg", "100ep"),
-                                                           ("simsiam", "800ep"), ("dcl", "1000ep"))]
+                                                           ("simsiam", "800ep"), ("dcl", "1000ep"),
+                                                           ("swav", "800ep"), ("dino", "300ep"))]
 SPECS = ([f"{p}:{preset}" for p in CIFAR for preset in ("", "cpu", "test", "gpu200")] + EXTRA
          + [p for p in IMAGENET] + [f"{p}:{preset}" for p in IMAGENET for preset in ("unknown",)])
 

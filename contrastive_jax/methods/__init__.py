@@ -1,5 +1,5 @@
 """Self-supervised methods on one training core: SimCLR (and DCL), SupCon, MoCo v2, MoCo v3, BYOL, Barlow Twins,
-VICReg, SimSiam, NNCLR.
+VICReg, SimSiam, NNCLR, SwAV, DINO.
 
 Each method is a small module that builds a `Method` (common.py): its views, its loss
 and its updates of the state that takes no gradient. `create(config, ...)` picks one by
@@ -16,27 +16,31 @@ from typing import Any, Sequence
 
 from contrastive_jax import views as views_lib
 from contrastive_jax.augment import ViewAugment
-from contrastive_jax.methods import barlow_twins, byol, moco, nnclr, simclr, simsiam, supcon, vicreg
+from contrastive_jax.methods import barlow_twins, byol, dino, moco, nnclr, simclr, simsiam, supcon, swav, vicreg
 from contrastive_jax.methods.common import TARGET, Method, cosine_momentum, ema
 from contrastive_jax.models.heads import ProjectionHead
 
-METHODS = ("simclr", "supcon", "moco_v2", "moco_v3", "byol", "barlow_twins", "vicreg", "simsiam", "nnclr")
+METHODS = ("simclr", "supcon", "moco_v2", "moco_v3", "byol", "barlow_twins", "vicreg", "simsiam", "nnclr", "swav",
+           "dino")
+MULTICROP_METHODS = ("simclr", "supcon", "byol", "swav", "dino")
 
-__all__ = ["METHODS", "TARGET", "Method", "barlow_twins", "byol", "cosine_momentum", "create", "ema", "moco", "nnclr",
-           "simclr", "simsiam", "supcon", "vicreg"]
+__all__ = ["METHODS", "MULTICROP_METHODS", "TARGET", "Method", "barlow_twins", "byol", "cosine_momentum", "create",
+           "dino", "ema", "moco", "nnclr", "simclr", "simsiam", "supcon", "swav", "vicreg"]
 
 
 def create(config: Any, *, total_steps: int, axis_name: str | None,
-           views: Sequence[ViewAugment] | None = None) -> Method:
+           views: Sequence[ViewAugment] | None = None, steps_per_epoch: int | None = None) -> Method:
   """The `Method` that `config.method` names (default "simclr"), with its config fields.
 
   Reads: temperature, loss_chunk_size, batch_size (the global batch), augment.views (how many,
   and multi-crop's large crops: contrastive_jax/views.py),
   model.proj_dim, model.predictor.num_layers; loss and dcl_sigma (simclr); target.base_momentum /
-  target.final_momentum (moco_v2, moco_v3, byol); moco.queue_size and moco.symmetric (moco_v2);
-  the groups config.barlow_twins, config.vicreg and config.nnclr, passed to their `make` as
-  keyword arguments (whatever a group leaves out takes make's default).
+  target.final_momentum (moco_v2, moco_v3, byol, dino); moco.queue_size and moco.symmetric (moco_v2);
+  the groups config.barlow_twins, config.vicreg, config.nnclr, config.swav and config.dino, passed to
+  their `make` as keyword arguments (whatever a group leaves out takes make's default).
   `views`: the run's `views.view_configs(config)`, when the caller has built them already.
+  `steps_per_epoch`: for schedules in epochs (SwAV's queue start, DINO's teacher temperature);
+  None: total_steps / config.num_epochs.
   """
   name = config.get("method", "simclr")
   chunk = config.get("loss_chunk_size", 0) or None
@@ -45,8 +49,11 @@ def create(config: Any, *, total_steps: int, axis_name: str | None,
   augs = tuple(views) if views is not None else views_lib.view_configs(config)
   views, large = len(augs), views_lib.num_large_views(augs)
   multicrop = dict(num_views=views, num_large_views=large)
-  if name not in ("simclr", "supcon", "byol") and views != 2:
-    raise ValueError(f"{name} uses 2 views; config.augment.views has {views} (multi-crop: simclr, supcon, byol).")
+  if name not in MULTICROP_METHODS and views != 2:
+    raise ValueError(f"{name} uses 2 views; config.augment.views has {views} (multi-crop: "
+                     f"{', '.join(MULTICROP_METHODS)}).")
+  if steps_per_epoch is None:
+    steps_per_epoch = max(1, int(total_steps // max(config.get("num_epochs", 1), 1)))
   group = lambda field: dict(config.get(field) or {})
   if name == "simclr":
     return simclr.make(temperature=config.temperature, chunk_size=chunk, axis_name=axis_name,
@@ -63,8 +70,13 @@ def create(config: Any, *, total_steps: int, axis_name: str | None,
     return nnclr.make(temperature=config.temperature, **group("nnclr"), global_batch=config.batch_size,
                       proj_dim=config.model.proj_dim, predictor_layers=_predictor_layers(config, name),
                       chunk_size=chunk, axis_name=axis_name)
+  if name == "swav":
+    return swav.make(**group("swav"), global_batch=config.batch_size, proj_dim=config.model.proj_dim,
+                     steps_per_epoch=steps_per_epoch, axis_name=axis_name, **multicrop)
   target = dict(total_steps=total_steps, base_momentum=config.target.base_momentum,
                 final_momentum=config.target.final_momentum)
+  if name == "dino":
+    return dino.make(**group("dino"), **target, steps_per_epoch=steps_per_epoch, axis_name=axis_name, **multicrop)
   if name == "moco_v2":
     return moco.make_v2(temperature=config.temperature, queue_size=config.moco.queue_size,
                         global_batch=config.batch_size, proj_dim=config.model.proj_dim,

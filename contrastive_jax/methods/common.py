@@ -9,8 +9,9 @@ calls in a fixed order:
      state) runs on every large view in train mode, synchronised BN, no gradient;
   3. the online model runs on every view, and `loss(online, target, state, labels, step)`
      gives the local loss (its pmean over the data axis is the global loss) and metrics;
-  4. after the optimiser update, `update(state, params, target_stats, target, online, labels, step)`
-     gives the new method state (EMA parameters, a queue), identical on every device.
+  4. after the optimiser update, `project_params(params)` if the method constrains its parameters
+     (SwAV's unit prototypes), then `update(state, params, target_stats, target, online, labels,
+     step)` gives the new method state (EMA parameters, a queue), identical on every device.
 
 Outputs are dicts of per-view tuples: `online["projection"][v]` is view v's [b, D]
 projection on this device; `target` likewise (large views only), or None for methods
@@ -33,7 +34,7 @@ MethodState = dict[str, Any]
 
 # The method state's EMA copy of encoder + head: {"params": ..., "batch_stats": ...}.
 TARGET = "target"
-TARGET_MODULES = ("encoder", "head")
+TARGET_MODULES = ("encoder", "head", "prototypes")  # those the model has
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Method:
     predictor_layers: Dense layers of the online predictor (0: none).
     num_large_views: multi-crop's large crops, the leading views (contrastive_jax/views.py);
       the target and the online probe see only these. None: every view is large.
+    project_params: `params -> params`, applied to the initial parameters and after every
+      optimiser update (SwAV: the prototypes back onto the unit sphere); None: no constraint.
   """
   name: str
   num_views: int
@@ -67,6 +70,7 @@ class Method:
   per_view_bn: bool = False
   predictor_layers: int = 0
   num_large_views: int | None = None
+  project_params: Callable[[PyTree], PyTree] | None = None
 
   def __post_init__(self):
     if self.num_large_views is not None and not 1 <= self.num_large_views <= self.num_views:

@@ -19,13 +19,14 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int, axis_name:
                  ) -> ContrastiveModel:
   """The encoder + heads of `config.model`, with an online probe over `num_classes` if `online_probe`.
 
-  config.model.encoder, .head and .predictor are the submodules' keyword arguments (the encoder's
+  config.model.encoder, .head, .predictor and .prototypes are the submodules' keyword arguments (the encoder's
   "name" picks ResNet or ViT); whatever a group leaves out takes the module's default.
   `axis_name`: the mesh axis BN synchronises over inside `shard_map` (None outside it).
   """
   m = config.model
   return ContrastiveModel(
       encoder_config=_group(m.encoder), head_config=_group(m.head), predictor_config=_group(m.get("predictor")),
+      prototypes_config=_group(m.get("prototypes")),
       proj_dim=m.proj_dim, num_probe_classes=num_classes if m.online_probe else 0, axis_name=axis_name,
       bn_momentum=m.bn_momentum, dtype=jnp.dtype(m.dtype), bn_fast_variance=m.bn_fast_variance)
 

@@ -28,7 +28,11 @@ _BN_EPSILON = 1e-5
 dense_kernel_init = nn.initializers.normal(stddev=0.01)
 # PyTorch's nn.Linear default (solo-learn's heads): kernel and bias U(+-1/sqrt(fan_in)).
 torch_kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-HEAD_INITS = ("simclr", "torch")
+# DINO's heads (DINOHead._init_weights): trunc_normal_(std=0.02) cuts at +-2 absolute, i.e. +-100
+# standard deviations (a normal in effect); zero biases.
+dino_kernel_init = nn.initializers.truncated_normal(stddev=0.02, lower=-100.0, upper=100.0)
+HEAD_INITS = ("simclr", "torch", "dino")
+ACTIVATIONS = {"relu": nn.relu, "gelu": lambda x: nn.gelu(x, approximate=False)}
 
 
 def torch_bias_init(fan_in: int):
@@ -43,7 +47,8 @@ def torch_bias_init(fan_in: int):
 def check_head_init(init: str) -> None:
   if init not in HEAD_INITS:
     raise ValueError(f"head init must be one of {HEAD_INITS} ('simclr': N(0, 0.01^2) kernels and zero biases, "
-                     f"SimCLR TF2; 'torch': PyTorch nn.Linear's default, solo-learn), got {init!r}.")
+                     f"SimCLR TF2; 'torch': PyTorch nn.Linear's default, solo-learn; 'dino': truncated "
+                     f"N(0, 0.02^2) kernels and zero biases, DINO), got {init!r}.")
 
 
 def _is_int(value: Any) -> bool:
@@ -75,6 +80,8 @@ class ProjectionHead(nn.Module):
       "torch": PyTorch nn.Linear's default, kernel and bias U(+-1/sqrt(fan_in)), as the
       solo-learn recipes train with. Heads without BN need "torch": from N(0, 0.01^2), SupCon's
       BN-free head gives every image nearly the same z and the loss sits at log(2B - 1).
+      "dino": truncated N(0, 0.02^2) kernels, zero biases (DINO's head).
+    activation: of the hidden layers, "relu" or "gelu" (exact erf form, PyTorch's nn.GELU; DINO).
 
   Parameter names: `dense{i}` / `bn{i}` for i in 0 .. num_layers - 1. A Dense followed by BN
   has no bias (BN's offset makes it redundant); the last BN never has an offset.
@@ -91,9 +98,12 @@ class ProjectionHead(nn.Module):
   last_bn_scale: bool = True
   last_bias: bool = True
   dense_init: str = "simclr"
+  activation: str = "relu"
 
   def __post_init__(self):
     check_head_init(self.dense_init)
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"ProjectionHead activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}.")
     if not _is_int(self.num_layers) or self.num_layers < 1:
       raise ValueError(
           f"ProjectionHead num_layers must be an int >= 1 (SimCLR v1: 2, v2: 3), got {self.num_layers!r}.")
@@ -129,8 +139,9 @@ class ProjectionHead(nn.Module):
       last = i == self.num_layers - 1
       bn = self.last_bn if last else self.hidden_bn
       torch = self.dense_init == "torch"
+      kernel_init = {"torch": torch_kernel_init, "dino": dino_kernel_init}.get(self.dense_init, dense_kernel_init)
       x = nn.Dense(self.out_dim if last else hidden_dim, use_bias=not bn and (self.last_bias or not last),
-                   kernel_init=torch_kernel_init if torch else dense_kernel_init,
+                   kernel_init=kernel_init,
                    bias_init=torch_bias_init(x.shape[-1]) if torch else nn.initializers.zeros,
                    dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{i}")(x)
       if bn:
@@ -140,10 +151,52 @@ class ProjectionHead(nn.Module):
                          dtype=self.dtype, param_dtype=jnp.float32,
                          use_fast_variance=self.bn_fast_variance, name=f"bn{i}")(x)
       if not last:
-        x = nn.relu(x)
+        x = ACTIVATIONS[self.activation](x)
         hiddens.append(x.astype(out_dtype))
     z = x.astype(out_dtype)
     return (z, hiddens) if return_hidden else z
+
+
+def unit_rows(x: Array) -> Array:
+  """Rows scaled to unit L2 norm (F.normalize: rows of norm below 1e-12 are divided by 1e-12)."""
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class Prototypes(nn.Module):
+  """SwAV's prototypes and DINO's last layer: scores [B, K] = unit(z) @ C, C [D, K] without a bias.
+
+  Attributes:
+    num_prototypes: K (SwAV: 3000; DINO: 4096 in solo-learn's CIFAR recipe, 65536 in the paper).
+    normalize_weights: divide each prototype (a column of C) by its norm in the forward pass: DINO's
+      weight-normalised last layer with the norm frozen at 1 (`norm_last_layer`, the gradient flows
+      through the normalisation). False: C as stored; SwAV L2-normalises its prototypes after every
+      step instead (methods/swav.py, `normalize_prototypes`).
+    dtype: compute dtype of the product; the scores are `output_dtype(dtype)`.
+
+  Parameter: `kernel` [D, K], initialised as PyTorch's nn.Linear (both papers' layers are one).
+  """
+  num_prototypes: int = 3000
+  normalize_weights: bool = False
+  dtype: Dtype = jnp.float32
+
+  def __post_init__(self):
+    if not _is_int(self.num_prototypes) or self.num_prototypes < 2:
+      raise ValueError(f"Prototypes num_prototypes must be an int >= 2 (SwAV: 3000, DINO: 4096 or 65536), "
+                       f"got {self.num_prototypes!r}.")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    """z [B, D] (any norm) -> prototype scores [B, num_prototypes]."""
+    if z.ndim != 2:
+      raise ValueError(f"Prototypes expects projections of shape [B, D]; got shape {z.shape}.")
+    out_dtype = output_dtype(self.dtype)
+    kernel = self.param("kernel", torch_kernel_init, (z.shape[-1], self.num_prototypes), jnp.float32)
+    kernel = kernel.astype(out_dtype)
+    if self.normalize_weights:
+      kernel = kernel / jnp.maximum(jnp.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
+    z = unit_rows(z.astype(out_dtype))
+    return jnp.dot(z.astype(self.dtype), kernel.astype(self.dtype)).astype(out_dtype)
 
 
 ENCODERS = {"resnet": ResNet, "vit": ViT}
@@ -168,7 +221,8 @@ class ContrastiveModel(nn.Module):
   a copy of encoder + head (`project`).
 
   Submodules (and top-level keys of `params` / `batch_stats`): `encoder` (ResNet or ViT),
-  `head` (ProjectionHead), `predictor` (ProjectionHead, if any) and `probe` (nn.Dense with bias,
+  `head` (ProjectionHead), `predictor` (ProjectionHead, if any), `prototypes` (Prototypes on the
+  head's output, if any: SwAV, DINO) and `probe` (nn.Dense with bias,
   zero-initialised kernel; params only, if num_probe_classes > 0). The probe sees
   `stop_gradient(h)`, so its loss trains only the probe (SimCLR TF2 lineareval_while_pretraining).
 
@@ -180,6 +234,8 @@ class ContrastiveModel(nn.Module):
       last_bn, ...); config.model.head.
     predictor_config: the same for the predictor, None or num_layers 0 for none (BYOL, MoCo v3:
       2 layers); config.model.predictor.
+    prototypes_config: `Prototypes` keyword arguments (num_prototypes, normalize_weights), None or
+      num_prototypes 0 for none (SwAV, DINO); config.model.prototypes.
     proj_dim: the head's and the predictor's output width.
     num_probe_classes: the online probe's classes (0: no probe).
     axis_name, bn_momentum, dtype, bn_fast_variance: given to every submodule that has them.
@@ -187,6 +243,7 @@ class ContrastiveModel(nn.Module):
   encoder_config: Mapping[str, Any] | None = None  # None: ResNet-50
   head_config: Mapping[str, Any] | None = None
   predictor_config: Mapping[str, Any] | None = None
+  prototypes_config: Mapping[str, Any] | None = None
   proj_dim: int = 128
   num_probe_classes: int = 0
   axis_name: str | None = None
@@ -210,6 +267,10 @@ class ContrastiveModel(nn.Module):
     return bool(self.predictor_config) and self.predictor_config.get("num_layers", ProjectionHead.num_layers) > 0
 
   @property
+  def has_prototypes(self) -> bool:
+    return bool(self.prototypes_config) and self.prototypes_config.get("num_prototypes", 1) > 0
+
+  @property
   def head_layers(self) -> int:
     return (self.head_config or {}).get("num_layers", ProjectionHead.num_layers)
 
@@ -222,6 +283,8 @@ class ContrastiveModel(nn.Module):
     if self.has_predictor:
       predictor = _submodule_args(ProjectionHead, self.predictor_config, "predictor_config")
       ProjectionHead(**predictor, out_dim=self.proj_dim, **self._shared(ProjectionHead))
+    if self.has_prototypes:
+      Prototypes(**_submodule_args(Prototypes, self.prototypes_config, "prototypes_config"), dtype=self.dtype)
     if not _is_int(self.num_probe_classes) or self.num_probe_classes < 0:
       raise ValueError(
           f"ContrastiveModel num_probe_classes must be an int >= 0 (0: no probe), got {self.num_probe_classes!r}.")
@@ -237,6 +300,8 @@ class ContrastiveModel(nn.Module):
     if self.has_predictor:
       self.predictor = ProjectionHead(**self.predictor_config, out_dim=self.proj_dim,
                                       **self._shared(ProjectionHead))
+    if self.has_prototypes:
+      self.prototypes = Prototypes(**self.prototypes_config, dtype=self.dtype)
     if self.num_probe_classes > 0:
       self.probe = nn.Dense(self.num_probe_classes, kernel_init=nn.initializers.zeros,
                             dtype=output_dtype(self.dtype), param_dtype=jnp.float32)
@@ -252,6 +317,7 @@ class ContrastiveModel(nn.Module):
       A dict, all float32 (float64 for float64 compute, see `output_dtype`):
         features [B, feature_dim]: the encoder's h;
         projection [B, proj_dim]: the head's z (not normalised);
+        prototypes [B, num_prototypes]: unit(projection)'s prototype scores (only with prototypes);
         prediction [B, proj_dim]: the predictor's output (only with a predictor);
         probe_logits [B, num_probe_classes]: from stop_gradient(h) (only with a probe).
     """
@@ -263,9 +329,13 @@ class ContrastiveModel(nn.Module):
     return out
 
   def project(self, images: Array, train: bool = False) -> dict[str, Array]:
-    """Encoder + head only (a momentum target's forward pass): {features, projection}."""
+    """Encoder + head (+ prototypes) only, a momentum target's forward pass: {features, projection[,
+    prototypes]}."""
     h = self.encoder(images, train=train)
-    return {"features": h, "projection": self.head(h, train=train)}
+    out = {"features": h, "projection": self.head(h, train=train)}
+    if self.has_prototypes:
+      out["prototypes"] = self.prototypes(out["projection"])
+    return out
 
   def finetune_features(self, images: Array, train: bool = False, from_head_layer: bool = False) -> Array:
     """What a fine-tuned classifier reads: h, or the first head layer's output (SimCLR v2).

@@ -89,6 +89,8 @@ class ViT(nn.Module):
     axis_name: unused (no BatchNorm); accepted so that encoders are interchangeable.
     width, depth, num_heads: override the variant's (a smaller ViT for CPUs).
     mlp_ratio: MLP hidden width / width (4).
+    interpolate_posemb: learnt position embeddings resized (bicubic) to images of another size than
+      the model was initialised with (DINO's multi-crop); False: such images are an error.
 
   Parameters: `embedding` (the patch projection, a conv), `cls` and `pos_embedding` (if any),
   `block{i}` and `norm` (the final LayerNorm).
@@ -104,6 +106,7 @@ class ViT(nn.Module):
   depth: int | None = None
   num_heads: int | None = None
   mlp_ratio: int = 4
+  interpolate_posemb: bool = False
 
   def __post_init__(self):
     if self.variant not in VARIANTS:
@@ -155,15 +158,23 @@ class ViT(nn.Module):
     if self.posemb == "learn":
       if self.has_variable("params", "pos_embedding"):
         built = self.get_variable("params", "pos_embedding").shape[1]
+        if built != tokens and self.interpolate_posemb:
+          return self._encode(x, _resized_posemb(self.get_variable("params", "pos_embedding"), h, w,
+                                                 self.pool == "cls"))
         if built != tokens:
           raise ValueError(f"ViT position embeddings were built for {built} tokens; these images give {tokens} "
                            f"({h} x {w} patches{' + the class token' if self.pool == 'cls' else ''}). Use images "
-                           "of the size the model was initialised with.")
+                           "of the size the model was initialised with, or interpolate_posemb=True (multi-crop).")
       pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, tokens, d))
     else:
       pos = jnp.asarray(sincos2d_posemb(h, w, d))[None]
       if self.pool == "cls":
         pos = jnp.concatenate([jnp.zeros((1, 1, d), pos.dtype), pos], axis=1)  # MoCo v3: zeros for the class token
+    return self._encode(x, pos)
+
+  def _encode(self, x: Array, pos: Array) -> Array:
+    """Patch tokens [B, N, d] + position embeddings [1, N (+1), d] -> pooled features."""
+    b, _, d = x.shape
     if self.pool == "cls":
       cls = self.param("cls", nn.initializers.normal(1e-6), (1, 1, d))
       x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(x.dtype), x], axis=1)
@@ -173,6 +184,16 @@ class ViT(nn.Module):
     x = nn.LayerNorm(epsilon=_LN_EPSILON, dtype=x.dtype, param_dtype=jnp.float32, name="norm")(x)
     x = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
     return x.astype(output_dtype(self.dtype))
+
+
+def _resized_posemb(pos: Array, h: int, w: int, cls: bool) -> Array:
+  """Learnt position embeddings [1, (cls +) g * g, d] resized to an h x w patch grid, bicubic (DINO's
+  `interpolate_pos_encoding` for multi-crop; jax.image's cubic kernel, a = -0.5, where PyTorch's has -0.75)."""
+  lead, grid = (pos[:, :1], pos[:, 1:]) if cls else (pos[:, :0], pos)
+  g = int(round(grid.shape[1] ** 0.5))
+  grid = grid.reshape(1, g, g, grid.shape[-1])
+  grid = jax.image.resize(grid, (1, h, w, grid.shape[-1]), method="bicubic", antialias=False)
+  return jnp.concatenate([lead, grid.reshape(1, h * w, -1)], axis=1)
 
 
 def frozen_params(params: Any) -> Any:
