@@ -5,8 +5,8 @@
 # experiments/results/README.md). Rerunning resumes an interrupted run and skips a method whose
 # runs/<method>_cpu/eval.json exists.
 #   bash tools/cpu_methods.sh [method ...]      (default: all five; the first evaluation runs the baselines unless they are recorded)
-# moco_v3_vit is MoCo v3 with the `vit_cpu` ViT (issue 14); its random-init baselines are the ViT's,
-# evaluated with it and recorded inside its row.
+# <method>_vit (moco_v3_vit, dino_vit) is the method with its config's `vit_cpu` ViT (issue 14); its
+# random-init baselines are the ViT's, evaluated with it and recorded inside its row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10}
@@ -21,12 +21,14 @@ for m in "${methods[@]}"; do
   w=runs/${m}_cpu
   cfg=experiments/cifar10_${m}.py:cpu
   record=(--method "$m")
-  if [ "$m" = moco_v3_vit ]; then
-    cfg=experiments/cifar10_moco_v3.py:vit_cpu
+  vit=false
+  case "$m" in *_vit) vit=true ;; esac
+  if $vit; then
+    cfg=experiments/cifar10_${m%_vit}.py:vit_cpu
     record+=(--baselines_in_row)
   fi
   b=$baselines
-  [ "$m" = moco_v3_vit ] && b=True
+  $vit && b=True
   train="python -m contrastive_jax.train --config $cfg --workdir $w --config.data.image_folder=$DATA"
   eval="python -m contrastive_jax.evaluate --config $cfg --workdir $w --config.data.image_folder=$DATA --config.eval.baselines=$b"
   if [ ! -f "$w/eval.json" ]; then
@@ -34,5 +36,5 @@ for m in "${methods[@]}"; do
     $eval > "$w.eval.log" 2>&1
   fi
   python tools/record_methods.py "${record[@]}" --workdir "$w" --train_log "$w.train.log" --command "$train && $eval"
-  [ "$m" = moco_v3_vit ] || baselines=False
+  $vit || baselines=False
 done
