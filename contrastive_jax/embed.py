@@ -167,11 +167,11 @@ def load_encoder(workdir: str, step: int | None = None, *, batch_size: int = 256
   try:
     config = load_run_config(workdir, ckpt, step)
     mesh = parallel.make_data_mesh(jax.local_devices())
-    restored = ckpt.restore_items(("step", "params", "batch_stats"), step=step,
-                                  sharding=parallel.replicated_sharding(mesh))
+    bn = ("batch_stats",) if "batch_stats" in ckpt.items(step) else ()  # none saved for a BN-free model
+    restored = ckpt.restore_items(("step", "params", *bn), step=step, sharding=parallel.replicated_sharding(mesh))
   finally:
     ckpt.close()
-  variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
+  variables = {"params": restored["params"], "batch_stats": restored.get("batch_stats", {})}
   probe = variables["params"].get("probe")
   model = models.create_model(config, int(probe["kernel"].shape[-1]) if probe else 0, axis_name=None)
   size = int(config.augment.image_size)

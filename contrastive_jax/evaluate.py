@@ -299,8 +299,8 @@ def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_class
   """
   model = models.create_model(config, num_classes, axis_name=None)
   init = functools.partial(model.init, jax.random.key(seed), jnp.zeros((2, image_size, image_size, 3)), train=False)
-  if workdir is None:
-    return model, jax.jit(init)(), 0  # one program, not an op-by-op init
+  if workdir is None:  # one program, not an op-by-op init; {} batch_stats for a BN-free model (a DINO ViT)
+    return model, {"batch_stats": {}, **jax.jit(init)()}, 0
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   if ckpt.latest_step() is None:
     raise FileNotFoundError(
@@ -310,7 +310,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: str | None, num_class
   # not match the checkpoint fails here, naming the shapes. On one device, as init would put them.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   targets = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                         {"step": jax.ShapeDtypeStruct((), jnp.int32), **jax.eval_shape(init)})
+                         {"step": jax.ShapeDtypeStruct((), jnp.int32), "batch_stats": {}, **jax.eval_shape(init)})
   try:
     restored = ckpt.restore_items(("step", "params", "batch_stats"), abstract=targets)
   finally:

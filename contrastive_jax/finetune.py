@@ -180,7 +180,7 @@ def fine_tune(model: nn.Module, variables: dict[str, Any], subset: sources.Array
   size = subset.images.shape[1]
   init = jax.jit(functools.partial(ft.init, train=False))(jax.random.key(seed), jnp.zeros((2, size, size, 3)))
   params = {**init["params"], "backbone": {k: variables["params"][k] for k in ("encoder", "head")}}
-  stats = {"backbone": {k: variables["batch_stats"][k] for k in ("encoder", "head")}}
+  stats = {"backbone": {k: variables["batch_stats"][k] for k in ("encoder", "head") if k in variables["batch_stats"]}}
   batch = min(settings.batch_size, len(subset))
   steps_per_epoch = max(len(subset) // batch, 1)
   total = settings.epochs * steps_per_epoch

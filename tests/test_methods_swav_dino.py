@@ -205,3 +205,17 @@ def test_dinos_bad_settings_are_errors():
     dino.make(total_steps=10, steps_per_epoch=2, warmup_teacher_temp_epochs=-1)
   with pytest.raises(ValueError, match="center_momentum"):
     dino.make(total_steps=10, steps_per_epoch=2, center_momentum=1.5)
+
+
+@pytest.mark.slow
+def test_a_bn_free_dino_vit_trains_saves_and_loads_for_evaluation_and_embedding(image_folder, tmp_path):
+  """DINO's ViT has no BN anywhere: no batch_stats to save, and evaluate and embed load it all the same."""
+  from contrastive_jax import embed, evaluate, train  # pylint: disable=g-import-not-at-top
+  config = _config("dino", "vit_test", **{"num_steps": 2, "data.image_folder": str(image_folder)})
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["last_step"] == 2 and np.isfinite(summary["last_loss"])
+  model, variables, step = evaluate.load_model(config, str(tmp_path), num_classes=4, image_size=32)
+  assert step == 2 and variables["batch_stats"] == {} and "prototypes" in variables["params"]
+  encode, _ = embed.load_encoder(str(tmp_path))
+  features = encode(np.zeros((3, 32, 32, 3), np.uint8))
+  assert features.shape == (3, 32) and np.all(np.isfinite(features))
