@@ -167,7 +167,8 @@ def load_encoder(workdir: str, step: int | None = None, *, batch_size: int = 256
   try:
     config = load_run_config(workdir, ckpt, step)
     mesh = parallel.make_data_mesh(jax.local_devices())
-    bn = ("batch_stats",) if "batch_stats" in ckpt.items(step) else ()  # none saved for a BN-free model
+    items = ckpt.items(step)  # a BN-free model (a DINO ViT) saves no batch_stats; the old layout keeps all in "state"
+    bn = ("batch_stats",) if {"batch_stats", "state"} & items else ()
     restored = ckpt.restore_items(("step", "params", *bn), step=step, sharding=parallel.replicated_sharding(mesh))
   finally:
     ckpt.close()
