@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 DRY=0
 if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; shift; fi
-KNOWN="simclr byol moco_v2 moco_v3 supcon barlow_twins vicreg simsiam nnclr dcl"
+KNOWN="simclr byol moco_v2 moco_v3 supcon barlow_twins vicreg simsiam nnclr dcl swav dino"
 if (( $# == 0 )); then echo "usage: tools/gpu_accuracy.sh [--dry-run] METHOD... (known: $KNOWN)" >&2; exit 2; fi
 for m in "$@"; do
   if [[ " $KNOWN " != *" $m "* ]]; then echo "error: unknown method '$m'; the known ones are: $KNOWN" >&2; exit 2; fi
