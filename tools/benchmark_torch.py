@@ -198,6 +198,9 @@ def main() -> None:
   p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
   p.add_argument("--channels_last", action="store_true", help="NHWC memory format for model and input")
   p.add_argument("--temperature", type=float, default=0.5)
+  p.add_argument("--profile", type=int, default=0,
+                 help="> 0: after timing, profile this many steps (torch.profiler) and print the top ops by self "
+                      "CPU time, beside tools/profile_ops.py's table of the JAX step")
   args = p.parse_args()
 
   torch.set_num_threads(args.threads)
@@ -237,6 +240,11 @@ def main() -> None:
   print(f"{n} pairs/step: step median {median * 1e3:.1f} ms (min {min(times) * 1e3:.1f}, "
         f"mean {result['step_time_s_mean'] * 1e3:.1f}) over {args.steps} steps -> "
         f"{result['pairs_per_sec']:.1f} pairs/s ({result['views_per_sec']:.1f} views/s); loss {loss:.4f}")
+  if args.profile > 0:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+      for _ in range(args.profile):
+        step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), flush=True)
   print(json.dumps(result), flush=True)
 
 
