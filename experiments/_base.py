@@ -16,6 +16,7 @@ _simclr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_simclr)
 
 PRESETS = ("", "cpu", "test", "gpu200")
+VIT_PRESETS = {"vit": "", "vit_cpu": "cpu", "vit_test": "test"}  # the CIFAR ViT presets, and the ResNet preset each builds on
 
 
 def load(preset: str, name: str) -> ml_collections.ConfigDict:
@@ -88,3 +89,22 @@ def byol_views(config: ml_collections.ConfigDict) -> None:
   config.augment.blur_p = 1.0
   config.augment.views = ({}, {"blur_p": 0.1, "solarize_p": 0.2})
   weak_jitter(config)
+
+
+def vit_encoder(config: ml_collections.ConfigDict, preset: str, **fields) -> None:
+  """The CIFAR ViT presets' encoder (models/vit.py), with a method's `fields` (posemb, ...) on top.
+
+  ViT-Small, patch 4 at 32 px (8 x 8 patches) with a class token; `cpu`: ViT-Tiny's width 192, 4 blocks,
+  patch 8 (16 tokens + the class token); `test`: 2 blocks of width 32 with 2 heads, patch 8.
+  """
+  config.model.encoder = ml_collections.ConfigDict({"name": "vit", "variant": "small", "patch_size": 4,
+                                                    "pool": "cls", **fields})
+  for field in ("width", "depth", "num_heads"):  # None: the variant's
+    config.model.encoder[field] = ml_collections.FieldReference(None, field_type=int)
+  if preset == "cpu":
+    config.model.encoder.variant = "tiny"
+    config.model.encoder.depth = 4
+    config.model.encoder.patch_size = 8
+  elif preset == "test":
+    config.model.encoder.width, config.model.encoder.depth, config.model.encoder.num_heads = 32, 2, 2
+    config.model.encoder.patch_size = 8

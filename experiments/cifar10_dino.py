@@ -42,12 +42,9 @@ _base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_base)
 
 
-VIT_PRESETS = {"vit": "", "vit_cpu": "cpu", "vit_test": "test"}  # and the ResNet preset each builds on
-
-
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
-  vit = preset in VIT_PRESETS
-  preset = VIT_PRESETS.get(preset, preset)
+  vit = preset in _base.VIT_PRESETS
+  preset = _base.VIT_PRESETS.get(preset, preset)
   config = _base.load(preset, "cifar10_dino.py")
   config.method = "dino"
   config.dino = ml_collections.ConfigDict()  # methods/dino.py make()'s arguments
@@ -99,25 +96,14 @@ def _vit_recipe(config: ml_collections.ConfigDict, preset: str) -> None:
   config.dino.warmup_teacher_temp_epochs = 30  # --warmup_teacher_temp_epochs 30
   if preset == "":
     config.warmup_epochs = 10.0        # --warmup_epochs 10
-  config.model.encoder = ml_collections.ConfigDict()  # ViT (models/vit.py)
-  config.model.encoder.name = "vit"
-  config.model.encoder.variant = "small"    # --arch vit_small
-  config.model.encoder.patch_size = 4       # 32 px: 8 x 8 patches
-  config.model.encoder.posemb = "learn"     # vision_transformer.py: learnt, trunc_normal(std=.02)
-  config.model.encoder.pool = "cls"
-  for field in ("width", "depth", "num_heads"):  # None: the variant's
-    config.model.encoder[field] = ml_collections.FieldReference(None, field_type=int)
+  # --arch vit_small; vision_transformer.py: learnt position embeddings, trunc_normal(std=.02)
+  _base.vit_encoder(config, preset, posemb="learn")
   if preset == "cpu":
     config.learning_rate = 5e-4
     config.num_epochs = 6
     config.dino.warmup_teacher_temp_epochs = 2
     config.freeze_prototypes_epochs = 0.3
-    config.model.encoder.variant = "tiny"
-    config.model.encoder.depth = 4
-    config.model.encoder.patch_size = 8
     config.model.head.hidden_dim = 1024
   elif preset == "test":
     config.dino.warmup_teacher_temp_epochs = 2
     config.freeze_prototypes_epochs = 0.25
-    config.model.encoder.width, config.model.encoder.depth, config.model.encoder.num_heads = 32, 2, 2
-    config.model.encoder.patch_size = 8

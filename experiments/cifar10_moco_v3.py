@@ -42,12 +42,9 @@ _base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_base)
 
 
-VIT_PRESETS = {"vit": "", "vit_cpu": "cpu", "vit_test": "test"}  # and the ResNet preset each builds on
-
-
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
-  vit = preset in VIT_PRESETS
-  preset = VIT_PRESETS.get(preset, preset)
+  vit = preset in _base.VIT_PRESETS
+  preset = _base.VIT_PRESETS.get(preset, preset)
   config = _base.load(preset, "cifar10_moco_v3.py")
   config.method = "moco_v3"
   config.temperature = 0.2            # mocov3.yaml: method_kwargs.temperature
@@ -80,15 +77,8 @@ def _vit_recipe(config: ml_collections.ConfigDict, preset: str) -> None:
   config.weight_decay = 0.1           # --weight-decay=.1
   if preset == "":
     config.warmup_epochs = 40.0       # --warmup-epochs=40
-  config.model.encoder = ml_collections.ConfigDict()  # ViT (models/vit.py)
-  config.model.encoder.name = "vit"
-  config.model.encoder.variant = "small"    # --arch=vit_small
-  config.model.encoder.patch_size = 4       # 32 px: 8 x 8 patches
-  config.model.encoder.posemb = "sincos2d"  # vits.py: build_2d_sincos_position_embedding
-  config.model.encoder.pool = "cls"
-  config.model.encoder.frozen_patch_embed = True  # --stop-grad-conv1
-  for field in ("width", "depth", "num_heads"):   # None: the variant's
-    config.model.encoder[field] = ml_collections.FieldReference(None, field_type=int)
+  # --arch=vit_small; vits.py: build_2d_sincos_position_embedding; --stop-grad-conv1
+  _base.vit_encoder(config, preset, posemb="sincos2d", frozen_patch_embed=True)
   config.model.head.num_layers = 3          # moco/builder.py MoCo_ViT: 3-layer projector, 2-layer predictor
   if preset == "cpu":
     # Deviations for a 2-core run, measured (experiments/README.md, "Methods on CPU"): at the
@@ -96,11 +86,5 @@ def _vit_recipe(config: ml_collections.ConfigDict, preset: str) -> None:
     # epochs (1170 steps, about 48 min on the 2 cores) by 10.5.
     config.learning_rate = 5e-4
     config.num_epochs = 6
-    config.model.encoder.variant = "tiny"
-    config.model.encoder.depth = 4
-    config.model.encoder.patch_size = 8
     config.model.head.hidden_dim = 1024
     config.model.predictor.hidden_dim = 1024
-  elif preset == "test":
-    config.model.encoder.width, config.model.encoder.depth, config.model.encoder.num_heads = 32, 2, 2
-    config.model.encoder.patch_size = 8
