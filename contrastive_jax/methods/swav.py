@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from contrastive_jax import losses
 from contrastive_jax.methods.common import Method, check_positive, gather_rows, unit_rows
 from contrastive_jax.methods.moco import queue_sizes_that_work
+from contrastive_jax.models.heads import l2_normalize
 
 PROTOTYPES = "prototypes"  # the model's Prototypes submodule (config.model.prototypes)
 QUEUE, QUEUE_PTR, QUEUE_FILLED, QUEUE_KERNEL = "queue", "queue_ptr", "queue_filled", "queue_kernel"
@@ -19,8 +20,7 @@ def normalize_prototypes(params):
   The paper's code does this before every step (`w = normalize(w, dim=1)` on the [K, D] weight);
   here after every update and at init, which gives the same weights to every forward pass.
   """
-  kernel = params[PROTOTYPES]["kernel"]
-  kernel = kernel / jnp.maximum(jnp.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
+  kernel = l2_normalize(params[PROTOTYPES]["kernel"], axis=0)
   return {**params, PROTOTYPES: {**params[PROTOTYPES], "kernel": kernel}}
 
 

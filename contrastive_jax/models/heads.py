@@ -157,9 +157,9 @@ class ProjectionHead(nn.Module):
     return (z, hiddens) if return_hidden else z
 
 
-def unit_rows(x: Array) -> Array:
-  """Rows scaled to unit L2 norm (F.normalize: rows of norm below 1e-12 are divided by 1e-12)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+def l2_normalize(x: Array, axis: int = -1) -> Array:
+  """x scaled to unit L2 norm along `axis` (F.normalize: norms below 1e-12 are taken as 1e-12)."""
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
 
 
 class Prototypes(nn.Module):
@@ -194,8 +194,8 @@ class Prototypes(nn.Module):
     kernel = self.param("kernel", torch_kernel_init, (z.shape[-1], self.num_prototypes), jnp.float32)
     kernel = kernel.astype(out_dtype)
     if self.normalize_weights:
-      kernel = kernel / jnp.maximum(jnp.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
-    z = unit_rows(z.astype(out_dtype))
+      kernel = l2_normalize(kernel, axis=0)
+    z = l2_normalize(z.astype(out_dtype))
     return jnp.dot(z.astype(self.dtype), kernel.astype(self.dtype)).astype(out_dtype)
 
 
