@@ -212,6 +212,23 @@ def test_chunked_paths_match_one_pass():
     np.testing.assert_allclose(chunked, one, atol=VIEW_ATOL)
 
 
+def test_cpu_chunk_size_follows_the_process_cores_and_leaves_views_bit_identical(monkeypatch):
+  """One core: 16-image chunks at 32 px (the planar layout only); several: 128. Same views either way."""
+  from contrastive_jax.augment import fusion
+  if jax.default_backend() != "cpu":
+    pytest.skip("CPU chunking only")
+  sizes = {}
+  for cores in (1, 2):
+    monkeypatch.setattr(fusion, "_process_cores", lambda cores=cores: cores)
+    sizes[cores] = (fusion._chunk_size(None, 32, 1024), fusion._chunk_size(None, 224, 128))
+  assert sizes == {1: (16, 2), 2: (128, 2)}
+  assert fusion._chunk_size(5, 32, 1024) == 5  # an explicit chunk_images wins
+  x = _images(48)
+  one_core = A.augment_batch(jax.random.PRNGKey(5), x, A.ViewAugment.cifar10(chunk_images=16))
+  many = A.augment_batch(jax.random.PRNGKey(5), x, A.ViewAugment.cifar10(chunk_images=48))
+  np.testing.assert_array_equal(np.asarray(one_core), np.asarray(many))
+
+
 def test_random_crop_and_flip_matches_simclr_draws():
   # The same per-image draws: augment_batch without colour ops is exactly
   # random_crop_and_flip for the same keys.

@@ -7,8 +7,10 @@ the host crops), first with all cores XLA uses, then pinned to one core
 (`taskset -c 0`, --xla_cpu_multi_thread_eigen=false,
 intra_op_parallelism_threads=1) in a subprocess.
 
-Reference: torchvision's standard SimCLR CIFAR transform (PIL) does about
-2,300 two-view images/s on one core at 32x32; the goal is >= 10x per core.
+The anchor, run beside it on the same machine: `taskset -c 0 python
+tools/benchmark_augment_torch.py` (torchvision's SimCLR CIFAR transform on one
+core; needs torch and torchvision). The goal is >= 10x its two-view images/s
+per core at 32x32.
 
 On Linux the process re-executes itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 (as tools/benchmark.py), so that glibc backs XLA's large buffers with
@@ -31,7 +33,6 @@ import hugepages  # noqa: E402  (tools/ is this script's directory, hence on sys
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 SINGLE_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-TORCHVISION_TWO_VIEW_PER_CORE = 2300.0
 
 
 
@@ -102,8 +103,8 @@ def main() -> None:
     if shutil.which("taskset"):
       cmd = ["taskset", "-c", "0"] + cmd
     subprocess.run(cmd, env=env, check=True)
-  print(f"target at 32x32: >= {10 * TORCHVISION_TWO_VIEW_PER_CORE:.0f} two-view img/s per core "
-        f"(10x torchvision's ~{TORCHVISION_TWO_VIEW_PER_CORE:.0f} on one core)")
+  print("goal at 32x32: >= 10x the two-view img/s of `taskset -c 0 python tools/benchmark_augment_torch.py` "
+        "(torchvision, one core), run beside it")
 
 
 if __name__ == "__main__":

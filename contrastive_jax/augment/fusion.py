@@ -8,6 +8,7 @@ where the time goes".
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -95,6 +96,14 @@ def _map_chunks(fn: Any, per_image: Any, inputs: Array, chunk: int, token: Array
 
 
 _CPU_CHUNK_PIXELS = 131072  # images per chunk on CPU: this many pixels (128 at 32 px)
+# On one core, small images (the planar layout, <= 64 px) run fastest in L2-sized chunks (16 at
+# 32 px); with more cores each kernel needs more work to pay for its threads (docs/performance.md).
+_ONE_CORE_SMALL_CHUNK_PIXELS = 16384
+
+
+def _process_cores() -> int:
+  """CPUs this process may run on (its affinity mask where the OS has one)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _chunk_size(chunk_images: int | None, image_size: int, b: int) -> int:
@@ -103,4 +112,7 @@ def _chunk_size(chunk_images: int | None, image_size: int, b: int) -> int:
     return max(1, chunk_images)
   if jax.default_backend() != "cpu":
     return b  # accelerators: one pass over the whole batch
-  return max(1, _CPU_CHUNK_PIXELS // (image_size * image_size))
+  pixels = _CPU_CHUNK_PIXELS
+  if image_size <= 64 and _process_cores() == 1:
+    pixels = _ONE_CORE_SMALL_CHUNK_PIXELS
+  return max(1, pixels // (image_size * image_size))
