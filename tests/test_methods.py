@@ -32,9 +32,9 @@ NEW_METHODS = ("supcon", "moco_v2", "moco_v3", "byol", "barlow_twins", "vicreg",
 # Each method, and MoCo v3 and DINO with a ViT encoder (their `vit_test` presets).
 CASES = NEW_METHODS + ("moco_v3_vit", "dino_vit")
 # The step test also runs SimCLR, its DCL and DCLW losses, and multi-crop (2 x 32 px + small 16 px
-# crops): SimCLR's and BYOL's.
+# crops): SimCLR's and BYOL's. The SIGTERM test also runs DCL (SimCLR's method with `dcl_loss`).
 STEP_CASES = ("simclr", "dcl", "dclw") + CASES + ("simclr_multicrop", "byol_multicrop")
-SIGTERM_CASES = CASES + ("simclr_multicrop",)
+SIGTERM_CASES = CASES + ("simclr_multicrop", "dcl")
 
 
 def _matrix(cases, representative):
@@ -199,7 +199,7 @@ def test_sigterm_and_rerun_equals_the_uninterrupted_run(method_name, image_folde
   assert got == want
   (step_a, a), (step_b, b) = _final_state(tmp_path / "straight"), _final_state(tmp_path / "stopped")
   assert step_a == step_b == 5
-  stateless = ("supcon", "simclr_multicrop", "barlow_twins", "vicreg", "simsiam")  # swav's test preset has a queue
+  stateless = ("supcon", "simclr_multicrop", "dcl", "barlow_twins", "vicreg", "simsiam")  # swav's test preset has a queue
   assert set(a) == set(b) and ("method_state" in a) == (method_name not in stateless)
   _equal(b, a, "final state")
   if method_name == "byol":  # the evaluate command reads the online encoder of a method with a predictor and target
