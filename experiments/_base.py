@@ -25,9 +25,16 @@ def load(preset: str, name: str) -> ml_collections.ConfigDict:
   return _simclr.get_config(preset)
 
 
-def solo_learn_schedule(config: ml_collections.ConfigDict, preset: str) -> None:
-  """solo-learn's CIFAR schedule (batch 256, 1000 epochs, 10 warmup epochs, lr x B / 256) for the full preset."""
+def solo_learn_schedule(config: ml_collections.ConfigDict, preset: str, cpu_warmup_epochs: float | None = None
+                        ) -> None:
+  """solo-learn's CIFAR schedule (batch 256, 1000 epochs, 10 warmup epochs, lr x B / 256) for the full preset.
+
+  cpu_warmup_epochs: the `cpu` preset's warmup, where SimCLR's 0.3 epoch is too short for the method
+  (VICReg, Barlow Twins and NNCLR under solo-learn's clipped LARS: 1 epoch, docs/results.md).
+  """
   config.lr_scaling = "linear"      # solo/args/pretrain.py: lr * batch_size * devices / 256
+  if preset == "cpu" and cpu_warmup_epochs is not None:
+    config.warmup_epochs = cpu_warmup_epochs
   if preset in ("", "gpu200"):
     config.warmup_epochs = 10.0     # solo/methods/base.py: warmup_cosine, 10 warmup epochs
   if preset == "":

@@ -38,11 +38,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.trust_coefficient = 0.02     # optimizer.kwargs.eta
   config.lars_clip_lr = True          # optimizer.kwargs.clip_lr
   config.momentum = 0.9
-  _base.solo_learn_schedule(config, preset)
+  _base.solo_learn_schedule(config, preset, cpu_warmup_epochs=1.0)
   _base.three_layer_projector(config, 2048, 2048)  # method_kwargs.proj_hidden_dim, proj_output_dim
   _base.torch_heads(config)
   _base.asymmetric_views(config)
-  if preset == "cpu":
-    config.warmup_epochs = 1.0
   _base.test_heads(config, preset)
   return config

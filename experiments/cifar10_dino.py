@@ -16,7 +16,7 @@ Presets: (none) the recipe; cpu SimCLR's cpu encoder, batch and 3 epochs, the la
 epoch (the recipe's first epoch would be a third of the run), and lightly's CIFAR-10 benchmark head
 and teacher: BN after each hidden layer of the head and teacher momentum 0.99 (-> 1 on the cosine
 schedule; lightly keeps 0.99). Measured (docs/results.md): with solo-learn's BN-free head and 0.9995
-the run collapsed to uniform outputs (kNN +0.38 over the random init), and with 0.99 alone too;
+the run collapsed to uniform outputs (kNN +0.38 over the random init), and with 0.99 and a 1-epoch freeze too;
 with both, +3.63; test a few steps, 32 prototypes, the teacher
 temperature warming up over 2 epochs, the last layer frozen for the first step; gpu200 lightly's CIFAR-10
 protocol (cifar10_simclr.py).

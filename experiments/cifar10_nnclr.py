@@ -38,15 +38,13 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.trust_coefficient = 0.02     # optimizer.kwargs.eta
   config.lars_clip_lr = True          # optimizer.kwargs.clip_lr
   config.momentum = 0.9
-  _base.solo_learn_schedule(config, preset)
+  _base.solo_learn_schedule(config, preset, cpu_warmup_epochs=1.0)
   _base.three_layer_projector(config, 2048, 256)  # method_kwargs.proj_hidden_dim, proj_output_dim
   config.model.head.last_bn = True    # nnclr.py: the projector ends in BatchNorm1d(proj_output_dim)
   config.model.predictor = _base.predictor(2, 4096)  # method_kwargs.pred_hidden_dim
   _base.torch_heads(config)
   _base.asymmetric_views(config)
   _base.test_heads(config, preset)
-  if preset == "cpu":
-    config.warmup_epochs = 1.0
   if preset == "test":
     config.nnclr.queue_size = 64
   return config

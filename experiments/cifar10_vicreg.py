@@ -43,7 +43,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.trust_coefficient = 0.02     # optimizer.kwargs.eta
   config.lars_clip_lr = True          # optimizer.kwargs.clip_lr
   config.momentum = 0.9
-  _base.solo_learn_schedule(config, preset)
+  _base.solo_learn_schedule(config, preset, cpu_warmup_epochs=1.0)
   _base.three_layer_projector(config, 2048, 2048)
   _base.torch_heads(config)
   config.augment.crop_area_range = (0.2, 1.0)  # augmentations: rrc.crop_min_scale
@@ -51,7 +51,5 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.augment.blur_p = 0.0
   config.augment.solarize_p = 0.1
   _base.weak_jitter(config)
-  if preset == "cpu":
-    config.warmup_epochs = 1.0
   _base.test_heads(config, preset)
   return config
