@@ -2,7 +2,7 @@
 # Issue 30's side-by-side CPU step: ours (tools/benchmark.py, SimCLR ResNet-18 CIFAR, 64 pairs,
 # float32) against PyTorch eager + lightly (tools/benchmark_torch.py, the same model and batch),
 # alternating, ROUNDS rounds, on one machine with nothing else running. Prints one JSON line per
-# run and, last, the CPU model and the per-round ratios.
+# round and, last, the CPU model and the per-round ratios.
 #   TORCH_PYTHON=/path/to/venv/bin/python bash tools/cpu_step_vs_torch.sh [ROUNDS]
 # The PyTorch venv: python3 -m venv V && V/bin/pip install torch torchvision lightly
 set -euo pipefail
