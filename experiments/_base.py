@@ -105,7 +105,7 @@ def vit_encoder(config: ml_collections.ConfigDict, preset: str, **fields) -> Non
   patch 8 (16 tokens + the class token); `test`: 2 blocks of width 32 with 2 heads, patch 8.
   """
   config.model.encoder = ml_collections.ConfigDict({"name": "vit", "variant": "small", "patch_size": 4,
-                                                    "pool": "cls", **fields})
+                                                    "pool": "cls", "attention_impl": "flax", **fields})
   for field in ("width", "depth", "num_heads"):  # None: the variant's
     config.model.encoder[field] = ml_collections.FieldReference(None, field_type=int)
   if preset == "cpu":

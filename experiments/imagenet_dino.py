@@ -45,7 +45,8 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
   config.dino = ml_collections.ConfigDict({"student_temp": 0.1, "teacher_temp": 0.07, "warmup_teacher_temp": 0.04,
                                            "warmup_teacher_temp_epochs": 30, "center_momentum": 0.9})
   config.model.encoder = ml_collections.ConfigDict({"name": "vit", "variant": "small", "patch_size": 16,
-                                                    "posemb": "learn", "pool": "cls", "interpolate_posemb": True})
+                                                    "posemb": "learn", "pool": "cls", "interpolate_posemb": True,
+                                                    "attention_impl": "flax"})
   config.model.head = ml_collections.ConfigDict({
       "num_layers": 3, "hidden_dim": 2048, "hidden_bn": False, "last_bn": False, "last_bias": True,
       "activation": "gelu", "dense_init": "dino"})

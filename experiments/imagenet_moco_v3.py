@@ -67,7 +67,7 @@ def get_config(preset: str = "100ep") -> ml_collections.ConfigDict:
     config.augment.crop_area_range = (0.08, 1.0)
     config.model.encoder = ml_collections.ConfigDict({"name": "vit", "variant": preset[4:], "patch_size": 16,
                                                       "posemb": "sincos2d", "pool": "cls",
-                                                      "frozen_patch_embed": True})
+                                                      "frozen_patch_embed": True, "attention_impl": "flax"})
     for field in ("width", "depth", "num_heads"):  # None: the variant's
       config.model.encoder[field] = ml_collections.FieldReference(None, field_type=int)
     config.model.head.num_layers = 3

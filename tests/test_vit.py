@@ -106,6 +106,28 @@ def test_bad_configurations_name_the_valid_choices():
     ViT("tiny", 5).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
+def test_xla_attention_equals_flax_attention_on_the_same_parameters():
+  x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3))
+  flax_vit = ViT("tiny", 8, width=64, depth=2, num_heads=4)
+  variables = flax_vit.init(jax.random.key(0), x)
+  xla_vit = ViT("tiny", 8, width=64, depth=2, num_heads=4, attention_impl="xla")
+  assert jax.tree.structure(xla_vit.init(jax.random.key(0), x)) == jax.tree.structure(variables)
+  a, b = flax_vit.apply(variables, x), xla_vit.apply(variables, x)
+  assert b.shape == (4, 64) and b.dtype == jnp.float32
+  np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(a))))
+
+
+def test_cudnn_attention_asks_for_half_precision_and_a_gpu():
+  with pytest.raises(ValueError, match="flax.*xla.*cudnn"):
+    ViT("tiny", 16, attention_impl="flash")
+  with pytest.raises(ValueError, match="cudnn.*bfloat16 or float16.*float32"):
+    ViT("tiny", 16, attention_impl="cudnn")
+  if jax.default_backend() != "gpu":
+    model = ViT("tiny", 8, width=32, depth=1, num_heads=2, dtype=jnp.bfloat16, attention_impl="cudnn")
+    with pytest.raises(ValueError, match="needs a GPU.*'cpu'"):
+      model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+
+
 def test_images_of_another_size_than_the_position_embeddings_are_an_error():
   model = ViT("tiny", 8, width=32, depth=1, num_heads=2)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))

@@ -195,7 +195,8 @@ def run(config: Any, args: argparse.Namespace) -> dict[str, Any]:
 
   def xla_step():  # the model FLOPs: the XLA-convolution program (conv_impl changes no parameter)
     xla = config.copy_and_resolve_references()
-    xla.model.encoder.conv_impl = "xla"
+    if "conv_impl" in xla.model.encoder:  # ViTs have no convolution lowering to pick
+      xla.model.encoder.conv_impl = "xla"
     return train.build_step(xla, mesh, num_examples=num_examples, num_classes=num_classes, donate=args.donate).step
 
   if args.flops_only:
@@ -272,6 +273,7 @@ def run(config: Any, args: argparse.Namespace) -> dict[str, Any]:
       "vit_variant": encoder.variant if vit else None,
       "patch_size": encoder.patch_size if vit else None,
       "vit_width": (encoder.width or vit_lib.VARIANTS[encoder.variant][0]) if vit else None,
+      "attention_impl": encoder.attention_impl if vit else None,
       "dtype": str(dtype),
       "image_size": aug.image_size,
       "host_crop": bool(config.data.host_crop),

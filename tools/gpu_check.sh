@@ -12,10 +12,19 @@
 #   4. Chunked NT-Xent, forward + backward, 2N = 65,536 and 262,144 (B per view 32,768 and 131,072):
 #      time and peak GPU memory (peak_bytes_in_use, one process per size).
 #
+# SET=speed runs issue 30's GPU leads instead (about 8 minutes; after issue 26's accuracy run):
+#   5. ViT-S/16 MoCo v3, attention "flax" (today's einsum + softmax) against cuDNN's fused attention
+#      (config.model.encoder.attention_impl=cudnn) at batch 256, then cuDNN at 512 and 1024: views/s, MFU.
+#   6. ResNet-50 at batch 256 with a jax.profiler trace and the optimised HLO: where the step's time goes
+#      (r50_profile.txt, tools/profile_ops.py) and the layout of every cuDNN convolution
+#      (r50_conv_layouts.txt: dim_labels b01f = NHWC, bf01 = NCHW), then batch 512, then
+#      --xla_gpu_autotune_level=0 against the default.
+#
 # Usage (repository root):
 #   tools/gpu_check.sh              # on the GPU machine; OUT defaults to ./gpu_check_out
 #   tools/gpu_check.sh --dry-run    # or SMALL=1: tiny sizes on the CPU, to check the script itself
 #   ONLY='vit|loss' tools/gpu_check.sh   # only the items whose names match this regex (a rerun)
+#   SET=speed tools/gpu_check.sh    # issue 30's leads (items 5 and 6); SET=speed --dry-run on a CPU
 #
 # Packages: the GPU image has jax (CUDA), flax, optax, chex, absl-py, orbax, but not ml_collections
 # or dm-pix, and it cannot download. Carry them as wheels in .whl/ (ignored by git via
@@ -32,6 +41,8 @@ cd "$(dirname "$0")/.."
 
 DRY=0
 if [[ "${1:-}" == "--dry-run" || "${SMALL:-0}" == "1" ]]; then DRY=1; fi
+SET="${SET:-check}"
+if [[ "$SET" != check && "$SET" != speed ]]; then echo "error: SET must be 'check' or 'speed', got '$SET'" >&2; exit 2; fi
 OUT="${OUT:-$PWD/gpu_check_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
@@ -103,6 +114,8 @@ if (( DRY )); then
   R18=(--config experiments/cifar10_simclr.py --config.batch_size=8 --config.model.encoder.base_width=8
        --steps=1 --warmup=1 --peak_size=256)
   LOSS_SIZES="512 1024"; LOSS_CHUNK=256
+  ATTN=xla  # cuDNN attention needs a GPU; the dry run checks the plumbing with XLA's
+  VIT_FLOPS_B256=0 R50_FLOPS_B256=0  # 0: tools/benchmark.py counts them itself
 else
   # Model FLOPs per step, counted on a CPU with the same flags plus --flops_only (jax 0.10.2): XLA:GPU's cost
   # analysis leaves out cuDNN and cuBLAS calls, so the MFU needs the CPU's count. Recount if a model changes.
@@ -115,14 +128,51 @@ else
   R18=(--config experiments/cifar10_simclr.py --config.batch_size=512 --steps=15 --warmup=2
        --model_flops_per_step=2978353250304)
   LOSS_SIZES="32768 131072"; LOSS_CHUNK=4096
+  ATTN=cudnn
+  VIT_FLOPS_B256=19213242597376 R50_FLOPS_B256=12187332509696  # as in VIT and R50 above
 fi
 
-run vit_s16_224_bf16_b256_mocov3 110 "${VIT[@]}"
-run resnet50_224_bf16_b256 150 "${R50[@]}"
-run resnet18_cifar_bf16_b512 80 "${R18[@]}" --config.model.dtype=bfloat16
-run resnet18_cifar_f32_b512 50 "${R18[@]}" --config.model.dtype=float32
+if [[ "$SET" == check ]]; then
+  run vit_s16_224_bf16_b256_mocov3 110 "${VIT[@]}"
+  run resnet50_224_bf16_b256 150 "${R50[@]}"
+  run resnet18_cifar_bf16_b512 80 "${R18[@]}" --config.model.dtype=bfloat16
+  run resnet18_cifar_f32_b512 50 "${R18[@]}" --config.model.dtype=float32
+else
+  # Issue 30. The later flag wins, so these override the batch size and FLOP count in VIT / R50.
+  run vit_s16_b256_attn_flax 90 "${VIT[@]}" --config.model.encoder.attention_impl=flax
+  run vit_s16_b256_attn_$ATTN 90 "${VIT[@]}" --config.model.encoder.attention_impl=$ATTN
+  HLO=/tmp/gpu_check_r50_hlo TRACE=/tmp/gpu_check_r50_trace
+  rm -rf "$HLO" "$TRACE"
+  run resnet50_b256_profile 120 "${R50[@]}" --trace_dir="$TRACE" --xla_flags="--xla_dump_to=$HLO"
+  if [[ -d "$TRACE" ]]; then
+    "$PY" tools/profile_ops.py "$TRACE" --top 40 > "$OUT/r50_profile.txt" 2>&1
+  fi
+  # One line per distinct (custom-call target, dim_labels): how the compiled step lays out its convolutions.
+  [[ -d "$HLO" ]] && "$PY" - "$HLO" > "$OUT/r50_conv_layouts.txt" 2>&1 <<'EOF'
+import collections, glob, re, sys
+counts = collections.Counter()
+for path in glob.glob(f"{sys.argv[1]}/*after_optimizations.txt"):
+  for line in open(path):
+    target = re.search(r'custom_call_target="([^"]*conv[^"]*)"', line)
+    if target:
+      labels = re.search(r"dim_labels=([^ ,]+)", line)
+      counts[(target.group(1), labels.group(1) if labels else "?")] += 1
+for (target, labels), n in counts.most_common():
+  print(n, target, labels)
+if not counts:
+  print(f"no convolution custom-calls in {sys.argv[1]}/*after_optimizations.txt")
+EOF
+  for B in 512 1024; do
+    run vit_s16_b${B}_attn_$ATTN 90 "${VIT[@]}" --config.model.encoder.attention_impl=$ATTN \
+      --config.batch_size=$((DRY ? B / 128 : B)) --model_flops_per_step=$((VIT_FLOPS_B256 * B / 256))
+  done
+  run resnet50_b512 120 "${R50[@]}" --config.batch_size=$((DRY ? 8 : 512)) \
+    --model_flops_per_step=$((R50_FLOPS_B256 * 2))
+  run resnet50_b256_autotune0 120 "${R50[@]}" --xla_flags=--xla_gpu_autotune_level=0
+fi
 
 # ------------------------------------------------------------------ chunked loss
+[[ "$SET" == check ]] || LOSS_SIZES=""
 for B in $LOSS_SIZES; do
   if [[ -n "${ONLY:-}" && ! "loss_2N_$((2 * B))" =~ $ONLY ]]; then continue; fi
   avail=$(left)
@@ -167,7 +217,7 @@ done
 
 # ------------------------------------------------------------------ summary
 # summary.json is a result record (experiments/results/README.md): copy it to experiments/results/ to keep it.
-CMD="${ONLY:+ONLY='$ONLY' }BUDGET_S=$BUDGET_S bash tools/gpu_check.sh$( (( DRY )) && echo ' --dry-run')"
+CMD="${ONLY:+ONLY='$ONLY' }SET=$SET BUDGET_S=$BUDGET_S bash tools/gpu_check.sh$( (( DRY )) && echo ' --dry-run')"
 "$PY" - "$OUT" "$CMD" <<'EOF' 2>&1 | tee -a "$LOG"
 import datetime, glob, json, os, subprocess, sys
 out, command = sys.argv[1], sys.argv[2]

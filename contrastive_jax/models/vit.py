@@ -12,6 +12,7 @@ float32, and LayerNorm statistics and the attention softmax are computed in floa
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -29,6 +30,7 @@ Dtype = Any
 VARIANTS = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}
 POSEMBS = ("learn", "sincos2d")
 POOLS = ("cls", "gap")
+ATTENTION_IMPLS = ("flax", "xla", "cudnn")
 _LN_EPSILON = 1e-6  # timm's and big_vision's
 
 
@@ -54,18 +56,27 @@ class _MLP(nn.Module):
     return dense(d, "fc2")(nn.gelu(dense(self.hidden, "fc1")(x), approximate=False))
 
 
+def _attention_fn(impl: str):
+  """The attention kernel of `ViT.attention_impl`: Flax's einsum + softmax, or `jax.nn.dot_product_attention`."""
+  if impl == "flax":
+    return nn.dot_product_attention
+  # Same [B, tokens, heads, head_dim] layout as Flax's; it softmaxes in float32 whatever the dtype.
+  return functools.partial(jax.nn.dot_product_attention, implementation=impl)
+
+
 class _Block(nn.Module):
   """x + Attention(LN(x)), then x + MLP(LN(x))."""
   num_heads: int
   mlp_dim: int
   dtype: Dtype
+  attention_impl: str = "flax"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     y = nn.LayerNorm(epsilon=_LN_EPSILON, dtype=x.dtype, param_dtype=jnp.float32, name="norm1")(x)
     y = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype, param_dtype=jnp.float32,
-        kernel_init=nn.initializers.xavier_uniform(),
+        kernel_init=nn.initializers.xavier_uniform(), attention_fn=_attention_fn(self.attention_impl),
         force_fp32_for_softmax=jnp.dtype(self.dtype).itemsize < 4, name="attn")(
             y.astype(self.dtype))
     x = x + y.astype(x.dtype)
@@ -91,6 +102,10 @@ class ViT(nn.Module):
     mlp_ratio: MLP hidden width / width (4).
     interpolate_posemb: learnt position embeddings resized (bicubic) to images of another size than
       the model was initialised with (DINO's multi-crop); False: such images are an error.
+    attention_impl: "flax" (`nn.dot_product_attention`, the default), "xla" or "cudnn"
+      (`jax.nn.dot_product_attention` with that implementation; "cudnn" is a fused
+      flash-attention kernel that needs a GPU and bfloat16 or float16 compute). The parameters
+      are the same for all three; results agree to the compute dtype's rounding.
 
   Parameters: `embedding` (the patch projection, a conv), `cls` and `pos_embedding` (if any),
   `block{i}` and `norm` (the final LayerNorm).
@@ -107,6 +122,7 @@ class ViT(nn.Module):
   num_heads: int | None = None
   mlp_ratio: int = 4
   interpolate_posemb: bool = False
+  attention_impl: str = "flax"
 
   def __post_init__(self):
     if self.variant not in VARIANTS:
@@ -115,6 +131,11 @@ class ViT(nn.Module):
       raise ValueError(f"ViT posemb must be one of {POSEMBS}; got {self.posemb!r}.")
     if self.pool not in POOLS:
       raise ValueError(f"ViT pool must be one of {POOLS}; got {self.pool!r}.")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"ViT attention_impl must be one of {ATTENTION_IMPLS}; got {self.attention_impl!r}.")
+    if self.attention_impl == "cudnn" and jnp.dtype(self.dtype) not in (jnp.bfloat16, jnp.float16):
+      raise ValueError(f"ViT attention_impl='cudnn' needs bfloat16 or float16 compute; got dtype "
+                       f"{jnp.dtype(self.dtype).name}. Set the model dtype to bfloat16, or use 'flax' or 'xla'.")
     if not isinstance(self.patch_size, int) or self.patch_size < 1:
       raise ValueError(f"ViT patch_size must be a positive int; got {self.patch_size!r}.")
     if self.features % self.heads:
@@ -140,6 +161,9 @@ class ViT(nn.Module):
   def __call__(self, x: Array, train: bool = False) -> Array:
     """Encodes images [B, H, W, 3] (H, W multiples of patch_size) into features [B, width]."""
     del train  # no BatchNorm, no dropout
+    if self.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+      raise ValueError(f"ViT attention_impl='cudnn' needs a GPU; JAX's backend is {jax.default_backend()!r}. "
+                       "Use 'flax' or 'xla' here.")
     if x.ndim != 4 or x.shape[1] % self.patch_size or x.shape[2] % self.patch_size:
       raise ValueError(f"ViT expects images [B, H, W, C] with H and W multiples of patch_size={self.patch_size}; "
                        f"got shape {x.shape}. Choose a patch size that divides the image size.")
@@ -180,7 +204,7 @@ class ViT(nn.Module):
       x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(x.dtype), x], axis=1)
     x = x + pos.astype(x.dtype)
     for i in range(self.layers):
-      x = _Block(self.heads, self.mlp_ratio * d, self.dtype, name=f"block{i}")(x)
+      x = _Block(self.heads, self.mlp_ratio * d, self.dtype, self.attention_impl, name=f"block{i}")(x)
     x = nn.LayerNorm(epsilon=_LN_EPSILON, dtype=x.dtype, param_dtype=jnp.float32, name="norm")(x)
     x = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
     return x.astype(output_dtype(self.dtype))
