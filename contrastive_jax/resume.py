@@ -26,6 +26,7 @@ FREE_FIELDS = (
     "data.on_device",      # the same batches, gathered on the device (tests/test_data.py)
     "loss_chunk_size",     # the chunked NT-Xent equals the dense one (tests/test_losses.py)
     "model.encoder.conv_impl",  # a lowering of the same convolution (tests/test_conv_impl.py)
+    "model.encoder.attention_impl",  # a kernel for the same attention (tests/test_vit.py)
     "model.bn_fast_variance",  # the same batch variance, rounded differently (docs/performance.md, Numerics)
 )
 
@@ -79,6 +80,7 @@ def migrate_config(recorded: Mapping[str, Any]) -> dict[str, Any]:
   config = json.loads(json.dumps(recorded))  # a deep copy, with JSON's types
   _set_defaults(config, _ADDED_SINCE_THE_GROUPS)
   if "encoder" in config.get("model", {}):
+    _set_vit_defaults(config["model"]["encoder"])
     return config
   _set_defaults(config, _BEFORE_THE_FIELD)
   m = config["model"]
@@ -92,9 +94,16 @@ def migrate_config(recorded: Mapping[str, Any]) -> dict[str, Any]:
   if m["predictor_layers"]:  # the predictor's BNs were fixed then: hidden yes, last no
     predictor.update(hidden_dim=m["predictor_hidden_dim"], hidden_bn=True, last_bn=False,
                      last_bias=m["predictor_last_bias"], dense_init=m["head_init"])
+  _set_vit_defaults(encoder)
   config["model"] = {"encoder": encoder, "head": head, "predictor": predictor,
                      **{k: m[k] for k in ("proj_dim", "bn_momentum", "dtype", "bn_fast_variance", "online_probe")}}
   return config
+
+
+def _set_vit_defaults(encoder: dict[str, Any]) -> None:
+  """A ViT encoder group recorded before a ViT field existed: the field's value then."""
+  if encoder.get("name") == "vit":
+    encoder.setdefault("attention_impl", "flax")  # Flax's attention, the only one before the field
 
 
 def _set_defaults(config: dict[str, Any], defaults: Mapping[str, Any]) -> None:

@@ -36,6 +36,17 @@ def test_cadence_evaluation_and_data_location_may_change():
   assert resume.check_resume_config(_recorded(), changed) == {}
 
 
+def test_a_vit_run_may_resume_with_another_attention_kernel():
+  vit = str(CONFIG_DIR / "cifar10_moco_v3.py") + ":vit_test"
+  recorded = json.loads(cli.load_config(vit).to_json_best_effort())
+  assert recorded["model"]["encoder"]["attention_impl"] == "flax"
+  xla = json.loads(cli.load_config(vit, **{"model.encoder.attention_impl": "xla"}).to_json_best_effort())
+  assert resume.check_resume_config(recorded, xla) == {}
+  with pytest.raises(resume.ConfigMismatchError, match=r"model\.encoder\.patch_size"):
+    resume.check_resume_config(recorded, json.loads(cli.load_config(vit, **{"model.encoder.patch_size": 4})
+                                                    .to_json_best_effort()))
+
+
 def test_schedule_changes_only_when_allowed():
   longer = _recorded(**{"num_steps": 8})
   with pytest.raises(resume.ConfigMismatchError, match=r"num_steps: 4 -> 8.*allow_schedule_change=True"):
