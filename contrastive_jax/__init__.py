@@ -1,12 +1,14 @@
-"""contrastive-jax: contrastive self-supervised learning (SimCLR, SupCon, MoCo v2/v3, BYOL) in JAX/Flax.
+"""contrastive-jax: contrastive and self-distillation learning (SimCLR, DCL, SupCon, MoCo v2/v3, BYOL, SimSiam,
+NNCLR, Barlow Twins, VICReg, SwAV, DINO) in JAX/Flax.
 
 The public API, by module:
   losses    nt_xent, nt_xent_with_metrics, supcon, info_nce (in-batch or MoCo queue), byol_loss,
             barlow_twins_loss, vicreg_loss, dcl_loss, swav_loss, sinkhorn, dino_loss, dino_center,
-            negative_cosine_similarity
+            negative_cosine_similarity, clip_loss, siglip_loss
   augment   ViewAugment, augment_batch, random_crop_and_flip, center_crop, colour ops
-  models    ResNet, ProjectionHead, ContrastiveModel
-  methods   simclr, supcon, moco (v2, v3), byol: each a `Method` the train step runs;
+  models    ResNet, ViT, ProjectionHead, ContrastiveModel
+  methods   simclr (and DCL), supcon, moco (v2, v3), byol, simsiam, nnclr, barlow_twins, vicreg, swav,
+            dino: each a `Method` the train step runs;
             `methods.create(config, ...)` picks one by config.method
   optim     lars, sgd, scale_learning_rate, warmup_cosine_schedule, sgd_nesterov, adamw
   train     TrainState, make_train_step, distribute, train_and_evaluate (imported lazily:
