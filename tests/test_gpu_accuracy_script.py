@@ -25,6 +25,17 @@ def test_an_unknown_method_lists_the_known_ones(tmp_path):
   assert not (tmp_path / "out").exists()  # nothing ran
 
 
+def test_the_budget_goes_to_the_first_method_then_the_peer_and_benchmark_then_the_rest(image_folder, tmp_path):
+  # BUDGET_S=0: every item is skipped, in the order the script would run them.
+  proc = _run(["--dry-run", "simclr", "byol"], tmp_path, DATA=str(image_folder), BUDGET_S="0")
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  lines = (tmp_path / "out" / "gpu_accuracy.log").read_text().splitlines()
+  order = [next(i for i, line in enumerate(lines) if marker in line)
+           for marker in ("skip simclr", "PyTorch peer", "skip the benchmark", "skip byol", "done")]
+  assert order == sorted(order), lines
+  assert not list((tmp_path / "out").glob("*.json"))  # nothing ran
+
+
 @pytest.mark.slow
 @pytest.mark.proof
 def test_dry_run_pretrains_evaluates_and_records_without_tensorflow(image_folder, tmp_path):

@@ -16,9 +16,13 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux2014_x86_64 -d .whl ml_collections==1.1.0 dm-pix==0.4.5
 # (.gpu_data/ and .whl/ are ignored by git), then the device tool's run with
-#   command="bash tools/gpu_accuracy.sh simclr byol moco_v2 moco_v3 supcon", carry=[".gpu_data", ".whl"]
-# and a timeout_s that leaves room for a rerun. The archive is unpacked to /tmp/cifar10 (DATA= to
-# point at another copy).
+#   command="bash tools/gpu_accuracy.sh simclr byol moco_v2 moco_v3 supcon", carry=[".gpu_data", ".whl"],
+#   timeout_s=600
+# The device runs one command for at most 600 s, and a GPU period is about 15 minutes with the machine's
+# start, so one call: BUDGET_S (540) stops starting work with a minute to spare, and a run still going
+# then gets SIGTERM and records what it has (the kNN curve, "preempted": true). In one call expect SimCLR
+# (about 5 minutes of pretraining), the PyTorch peer and the benchmark; the next period starts at byol.
+# The archive is unpacked to /tmp/cifar10 (DATA= to point at another copy).
 
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +38,8 @@ done
 OUT="${OUT:-$PWD/gpu_accuracy_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-BUDGET_S="${BUDGET_S:-720}"   # start nothing new after this many seconds
-BENCH="${BENCH:-1}"           # tools/benchmark.py on the first method's step, for the sustained-throughput ratio
+BUDGET_S="${BUDGET_S:-$(( DRY ? 1800 : 540 ))}"  # start nothing new after this many seconds (the device: 600 s a command)
+BENCH="${BENCH:-1}"           # tools/benchmark.py on the first method's step (after its run), for the sustained-throughput ratio
 PEER="${PEER:-1}"             # the PyTorch peer, when torch imports
 START=$SECONDS
 LOG="$OUT/gpu_accuracy.log"
@@ -89,40 +93,55 @@ BACKEND=$("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)
 if (( ! DRY )) && [[ "$BACKEND" != "gpu" ]]; then log "jax backend is '$BACKEND', not gpu; stopping (--dry-run on a CPU)"; exit 1; fi
 command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
 
-# ------------------------------------------------------------------ the runs
-for m in "$@"; do
-  avail=$(left)
-  if (( avail < 60 )); then log "skip $m: ${avail}s of budget left"; continue; fi
-  CONFIG=(--config "experiments/cifar10_$m.py:gpu200" "--config.data.image_folder=$DATA" "${OVERRIDES[@]}")
-  if (( BENCH )); then
-    BENCH=0
-    limit=$(( DRY ? 300 : 120 ))  # on 2 busy CPU cores the compilation alone takes a minute or more
-    log "benchmark $m (limit $limit s)"
-    timeout "$limit" "$PY" tools/benchmark.py "${CONFIG[@]}" --steps=$(( DRY ? 1 : 20 )) --warmup=1 \
-      --json_out="$OUT/benchmark_$m.json" > "$OUT/benchmark_$m.log" 2>&1
-    log "benchmark rc=$?: $(grep -E 'pairs/s' "$OUT/benchmark_$m.log" | tail -1)"
-  fi
-  avail=$(left)
-  log "start $m (limit ${avail}s)"
-  rm -rf "/tmp/gpu_accuracy_runs/$m"
-  timeout "$avail" "$PY" tools/accuracy_run.py "${CONFIG[@]}" --workdir="/tmp/gpu_accuracy_runs/$m" \
-    --json_out="$OUT/$m.json" > "$OUT/$m.log" 2>&1
-  rc=$?
-  cp "/tmp/gpu_accuracy_runs/$m/metrics.jsonl" "$OUT/${m}_metrics.jsonl" 2>/dev/null
-  log "end $m rc=$rc: $(tail -1 "$OUT/$m.log" | cut -c1-400)"
-done
-
 # ------------------------------------------------------------------ the PyTorch peer
-if (( PEER )) && "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
-  avail=$(left)
-  if (( avail < 60 )); then log "skip the PyTorch peer: ${avail}s left"; else
+# Runs right after the first method, so that one device call measures both sides of the comparison
+# even when the budget ends before the other methods.
+run_peer() {
+  if (( PEER )) && "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
+    local avail
+    avail=$(left)
+    if (( avail < 60 )); then log "skip the PyTorch peer: ${avail}s left"; return; fi
     PEER_ARGS=(--data "$DATA" --epochs 3 --json_out "$OUT/peer_torch.json")
     (( DRY )) && PEER_ARGS+=(--device cpu --limit 256 --batch_size 32 --epochs 2 --workers 2)
     log "start the PyTorch peer (limit ${avail}s)"
     timeout "$avail" "$PY" tools/peer_torch_simclr.py "${PEER_ARGS[@]}" > "$OUT/peer_torch.log" 2>&1
     log "end the PyTorch peer rc=$?: $(tail -1 "$OUT/peer_torch.log" | cut -c1-300)"
+  else
+    log "no PyTorch peer (PEER=$PEER, or torch/torchvision do not import)"
   fi
-else
-  log "no PyTorch peer (PEER=$PEER, or torch/torchvision do not import)"
-fi
+}
+
+run_bench() {  # tools/benchmark.py on method $1's step, for the sustained-throughput ratio
+  local limit=$(( DRY ? 300 : 120 ))  # on 2 busy CPU cores the compilation alone takes a minute or more
+  (( $(left) < limit / 2 )) && { log "skip the benchmark: $(left)s left"; return; }
+  log "benchmark $1 (limit $limit s)"
+  timeout "$limit" "$PY" tools/benchmark.py --config "experiments/cifar10_$1.py:gpu200" "--config.data.image_folder=$DATA" \
+    "${OVERRIDES[@]}" --steps=$(( DRY ? 1 : 20 )) --warmup=1 --json_out="$OUT/benchmark_$1.json" > "$OUT/benchmark_$1.log" 2>&1
+  log "benchmark rc=$?: $(grep -E 'pairs/s' "$OUT/benchmark_$1.log" | tail -1)"
+}
+
+# ------------------------------------------------------------------ the runs
+# The first method, then the PyTorch peer and the step benchmark, then the other methods: within one
+# device call the budget goes to the first method's result before the comparisons, and to both
+# comparisons before more methods.
+FIRST=1
+for m in "$@"; do
+  avail=$(left)
+  if (( avail < 60 )); then log "skip $m: ${avail}s of budget left"
+  else
+    log "start $m (limit ${avail}s)"
+    rm -rf "/tmp/gpu_accuracy_runs/$m"
+    timeout "$avail" "$PY" tools/accuracy_run.py --config "experiments/cifar10_$m.py:gpu200" "--config.data.image_folder=$DATA" \
+      "${OVERRIDES[@]}" --workdir="/tmp/gpu_accuracy_runs/$m" --json_out="$OUT/$m.json" > "$OUT/$m.log" 2>&1
+    rc=$?
+    cp "/tmp/gpu_accuracy_runs/$m/metrics.jsonl" "$OUT/${m}_metrics.jsonl" 2>/dev/null
+    log "end $m rc=$rc: $(tail -1 "$OUT/$m.log" | cut -c1-400)"
+  fi
+  if (( FIRST )); then
+    FIRST=0
+    run_peer
+    (( BENCH )) && run_bench "$m"
+  fi
+done
+
 log "done"
