@@ -196,7 +196,8 @@ def test_create_optimizer_passes_lars_clip_lr():
 
 
 @pytest.mark.parametrize("spec, clip", [
-    ("cifar10_byol.py", True), ("cifar10_byol.py:cpu", True), ("cifar10_moco_v3.py", True),
+    ("cifar10_byol.py", True), ("cifar10_byol.py:gpu200", True), ("cifar10_moco_v3.py", True),
+    ("cifar10_moco_v3.py:cpu", True),
     ("cifar10_moco_v3.py:test", True), ("cifar10_moco_v3.py:vit", False), ("cifar10_simclr.py", False),
     ("cifar10_moco_v2.py", False), ("cifar10_supcon.py", False), ("imagenet_byol.py", False),
     ("imagenet_moco_v3.py", False), ("cifar10_barlow_twins.py", True), ("cifar10_vicreg.py", True),
@@ -204,6 +205,11 @@ def test_create_optimizer_passes_lars_clip_lr():
 def test_solo_learn_lars_presets_clip_the_rate(spec, clip):
   """The presets whose solo-learn yaml sets optimizer.kwargs.clip_lr and uses LARS, and only those."""
   assert cli.load_config(f"experiments/{spec}").lars_clip_lr is clip
+
+
+def test_byols_cpu_preset_keeps_simclrs_lars():
+  # In 585 steps the clipped rate did worse (docs/results.md); the recipe's presets keep it.
+  assert cli.load_config("experiments/cifar10_byol.py:cpu").lars_clip_lr is False
 
 
 def test_the_predictor_keeps_the_peak_rate_with_predictor_fixed_lr():
