@@ -93,9 +93,7 @@ BACKEND=$("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)
 if (( ! DRY )) && [[ "$BACKEND" != "gpu" ]]; then log "jax backend is '$BACKEND', not gpu; stopping (--dry-run on a CPU)"; exit 1; fi
 command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
 
-# ------------------------------------------------------------------ the PyTorch peer
-# Runs right after the first method, so that one device call measures both sides of the comparison
-# even when the budget ends before the other methods.
+# ------------------------------------------------------------------ the PyTorch peer and the benchmark
 run_peer() {
   if (( PEER )) && "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
     local avail
@@ -111,13 +109,14 @@ run_peer() {
   fi
 }
 
-run_bench() {  # tools/benchmark.py on method $1's step, for the sustained-throughput ratio
-  local limit=$(( DRY ? 300 : 120 ))  # on 2 busy CPU cores the compilation alone takes a minute or more
+run_bench() {  # run_bench METHOD CONFIG_ARGS...: tools/benchmark.py on its step, for the sustained-throughput ratio
+  local m=$1 limit=$(( DRY ? 300 : 120 ))  # on 2 busy CPU cores the compilation alone takes a minute or more
+  shift
   (( $(left) < limit / 2 )) && { log "skip the benchmark: $(left)s left"; return; }
-  log "benchmark $1 (limit $limit s)"
-  timeout "$limit" "$PY" tools/benchmark.py --config "experiments/cifar10_$1.py:gpu200" "--config.data.image_folder=$DATA" \
-    "${OVERRIDES[@]}" --steps=$(( DRY ? 1 : 20 )) --warmup=1 --json_out="$OUT/benchmark_$1.json" > "$OUT/benchmark_$1.log" 2>&1
-  log "benchmark rc=$?: $(grep -E 'pairs/s' "$OUT/benchmark_$1.log" | tail -1)"
+  log "benchmark $m (limit $limit s)"
+  timeout "$limit" "$PY" tools/benchmark.py "$@" --steps=$(( DRY ? 1 : 20 )) --warmup=1 \
+    --json_out="$OUT/benchmark_$m.json" > "$OUT/benchmark_$m.log" 2>&1
+  log "benchmark rc=$?: $(grep -E 'pairs/s' "$OUT/benchmark_$m.log" | tail -1)"
 }
 
 # ------------------------------------------------------------------ the runs
@@ -126,13 +125,14 @@ run_bench() {  # tools/benchmark.py on method $1's step, for the sustained-throu
 # comparisons before more methods.
 FIRST=1
 for m in "$@"; do
+  CONFIG=(--config "experiments/cifar10_$m.py:gpu200" "--config.data.image_folder=$DATA" "${OVERRIDES[@]}")
   avail=$(left)
   if (( avail < 60 )); then log "skip $m: ${avail}s of budget left"
   else
     log "start $m (limit ${avail}s)"
     rm -rf "/tmp/gpu_accuracy_runs/$m"
-    timeout "$avail" "$PY" tools/accuracy_run.py --config "experiments/cifar10_$m.py:gpu200" "--config.data.image_folder=$DATA" \
-      "${OVERRIDES[@]}" --workdir="/tmp/gpu_accuracy_runs/$m" --json_out="$OUT/$m.json" > "$OUT/$m.log" 2>&1
+    timeout "$avail" "$PY" tools/accuracy_run.py "${CONFIG[@]}" --workdir="/tmp/gpu_accuracy_runs/$m" \
+      --json_out="$OUT/$m.json" > "$OUT/$m.log" 2>&1
     rc=$?
     cp "/tmp/gpu_accuracy_runs/$m/metrics.jsonl" "$OUT/${m}_metrics.jsonl" 2>/dev/null
     log "end $m rc=$rc: $(tail -1 "$OUT/$m.log" | cut -c1-400)"
@@ -140,7 +140,7 @@ for m in "$@"; do
   if (( FIRST )); then
     FIRST=0
     run_peer
-    (( BENCH )) && run_bench "$m"
+    (( BENCH )) && run_bench "$m" "${CONFIG[@]}"
   fi
 done
 
